@@ -1,0 +1,9 @@
+"""ecasweep: re-run and extend the ablation studies of ECA-Net (Wang et al., CVPR 2020).
+
+The library is usable without the CLI:
+
+    >>> from ecasweep import build_model, summarize
+    >>> model = build_model("resnet-20", attention="eca", k=3)
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,380 @@
+"""Channel attention variants compared in the ECA-Net ablations.
+
+Wang, Wu, Zhu, Li, Zuo, Hu. "ECA-Net: Efficient Channel Attention for Deep Convolutional Neural
+Networks", CVPR 2020, arXiv 1910.03151 (Table 2, Eq. 7, Eq. 9, Eq. 12).
+
+Every module takes the channel count ``C`` as its first argument and maps a feature map
+(N, C, H, W) to one of the same shape and memory format: global average pooling to y (N, C),
+a gate ``sigmoid(f(y))`` of shape (N, C), then ``x * gate``. The variants differ only in ``f``.
+
+Example:
+    >>> import torch
+    >>> from ecasweep.attention import create_attention
+    >>> eca = create_attention("eca", 64, k=3)
+    >>> eca(torch.randn(2, 64, 8, 8)).shape
+    torch.Size([2, 64, 8, 8])
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+KernelSize = int | str
+
+ADAPTIVE = "adaptive"
+
+
+def adaptive_kernel_size(channels: int, gamma: float = 2.0, beta: float = 1.0, min_k: int = 1) -> int:
+    """Kernel size from the channel count, paper Eq. (12) as computed by the paper's own code.
+
+    ``t = int(abs((log2(C) + beta) / gamma)); k = t if t is odd else t + 1``. timm's ``EcaModule``
+    additionally clamps ``k >= 3``; pass ``min_k=3`` for that behaviour (the default, 1, keeps the
+    paper's rule).
+
+    >>> [adaptive_kernel_size(c) for c in (64, 128, 256, 512, 1024, 2048)]
+    [3, 5, 5, 5, 5, 7]
+    """
+    _check_positive_int("channels", channels)
+    if not gamma > 0:
+        raise ValueError(f"gamma must be > 0, got {gamma!r}")
+    t = int(abs((math.log2(channels) + beta) / gamma))
+    k = t if t % 2 else t + 1
+    return max(k, _odd_k(min_k, "min_k"))
+
+
+def resolve_kernel_size(k: KernelSize, channels: int, gamma: float = 2.0, beta: float = 1.0,
+                        min_k: int = 1) -> int:
+    """An odd kernel size from ``k``: an odd int >= 1, or ``"adaptive"`` (Eq. 12)."""
+    if k == ADAPTIVE:
+        return adaptive_kernel_size(channels, gamma, beta, min_k)
+    return _odd_k(k, "k")
+
+
+def _odd_k(k: object, name: str) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0:
+        raise ValueError(f"{name} must be an odd integer >= 1 or 'adaptive', got {k!r}")
+    return k
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _check_divides(name: str, value: int, channels: int) -> None:
+    _check_positive_int(name, value)
+    if channels % value:
+        raise ValueError(f"{name}={value} must divide the channel count C={channels}")
+
+
+class _PooledGateScale(torch.autograd.Function):
+    """``x * sigmoid(f(mean_hw(x)))`` with one fused backward over the large tensors.
+
+    Autograd's version of this graph makes three passes over (N, C, H, W) in the backward (the
+    product's two gradients, then the mean's expanded gradient added into ``grad_x``). Here
+    ``grad_x = grad_out * g + dL/dy / HW`` is a single ``addcmul``; only the small (N, C) gate
+    function runs through autograd.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, gate_fn: Callable[[Tensor], Tensor], *params: Tensor) -> Tensor:
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        y = x.mean((2, 3), dtype=acc)
+        gate = gate_fn(y)
+        ctx.save_for_backward(x, y, *params)
+        ctx.gate_fn = gate_fn
+        return x * gate.to(x.dtype)[:, :, None, None]
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        x, y, *params = ctx.saved_tensors
+        # The gate is tiny (N, C): recompute it with autograd rather than keep its graph.
+        with torch.enable_grad():
+            y = y.detach().requires_grad_()
+            gate = ctx.gate_fn(y)
+        grad_gate = (grad_out * x).sum((2, 3), dtype=y.dtype)
+        trainable = [p for p in params if p.requires_grad]
+        grad_y, *grad_trainable = torch.autograd.grad(gate, (y, *trainable), grad_gate)
+        hw = x.shape[2] * x.shape[3]
+        grad_x = torch.addcmul((grad_y / hw).to(x.dtype)[:, :, None, None], grad_out,
+                               gate.detach().to(x.dtype)[:, :, None, None])
+        grad_trainable = iter(grad_trainable)
+        return (grad_x, None, *(next(grad_trainable) if p.requires_grad else None for p in params))
+
+
+class ChannelAttention(nn.Module):
+    """Base class: squeeze (global average pooling), a gate from ``gate_logits``, excite.
+
+    Subclasses implement ``gate_logits(y) -> (N, C)``. ``attention_params`` counts what
+    ``create_attention`` documents for the variant.
+    """
+
+    #: user-facing name of the variant (the registry key)
+    name: str = ""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = _check_positive_int("channels", channels)
+
+    def gate_logits(self, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def gate(self, y: Tensor) -> Tensor:
+        return torch.sigmoid(self.gate_logits(y))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"{type(self).__name__} expects (N, {self.channels}, H, W), got {tuple(x.shape)}")
+        params = tuple(self.parameters())
+        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
+            return _PooledGateScale.apply(x, self.gate, *params)
+        y = x.mean((2, 3))
+        return x * self.gate(y).to(x.dtype)[:, :, None, None]
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}"
+
+
+class Identity(nn.Identity):
+    """``none``: the vanilla backbone, no attention."""
+
+    name = "none"
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = _check_positive_int("channels", channels)
+
+
+class SE(ChannelAttention):
+    """``se``: sigmoid(W2 relu(W1 y)), hidden width C / r (Hu et al., Squeeze-and-Excitation).
+
+    ``round_to`` rounds the hidden width up to a multiple (timm uses 8); off by default because it
+    changes the paper's parameter count 2 C^2 / r.
+    """
+
+    name = "se"
+
+    def __init__(self, channels: int, r: int = 16, bias: bool = False, round_to: int | None = None) -> None:
+        super().__init__(channels)
+        _check_positive_int("r", r)
+        if round_to is None:
+            if channels % r:
+                raise ValueError(f"r={r} must divide the channel count C={channels} (hidden width C/r)")
+            hidden = channels // r
+        else:
+            _check_positive_int("round_to", round_to)
+            hidden = max(round_to, -(-channels // r // round_to) * round_to)
+        self.r = r
+        self.fc1 = nn.Linear(channels, hidden, bias=bias)
+        self.fc2 = nn.Linear(hidden, channels, bias=bias)
+
+    def gate_logits(self, y: Tensor) -> Tensor:
+        return self.fc2(F.relu(self.fc1(y)))
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, r={self.r}"
+
+
+class SEVar1(ChannelAttention):
+    """``se-var1``: sigmoid(y), no parameters."""
+
+    name = "se-var1"
+
+    def gate_logits(self, y: Tensor) -> Tensor:
+        return y
+
+
+class GroupGate(ChannelAttention):
+    """sigmoid(W y) with W block-diagonal in ``groups`` blocks: a grouped 1x1 convolution.
+
+    groups = C is SE-Var2 (a diagonal W, C weights), groups = 1 is SE-Var3 (a full C x C matrix),
+    anything between is SE-GC (C^2 / G weights).
+    """
+
+    def __init__(self, channels: int, groups: int, bias: bool = False) -> None:
+        super().__init__(channels)
+        _check_divides("groups", groups, channels)
+        self.groups = groups
+        self.conv = nn.Conv1d(channels, channels, 1, groups=groups, bias=bias)
+
+    def gate_logits(self, y: Tensor) -> Tensor:
+        if self.groups == 1:
+            return F.linear(y, self.conv.weight[:, :, 0], self.conv.bias)
+        return self.conv(y[:, :, None])[:, :, 0]
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, groups={self.groups}"
+
+
+class SEVar2(GroupGate):
+    """``se-var2``: sigmoid(w * y), one weight per channel (no cross-channel interaction)."""
+
+    name = "se-var2"
+
+    def __init__(self, channels: int, bias: bool = False) -> None:
+        super().__init__(channels, groups=channels, bias=bias)
+
+
+class SEVar3(GroupGate):
+    """``se-var3``: sigmoid(W y), one full C x C matrix (full interaction, no reduction)."""
+
+    name = "se-var3"
+
+    def __init__(self, channels: int, bias: bool = False) -> None:
+        super().__init__(channels, groups=1, bias=bias)
+
+
+class SEGC(GroupGate):
+    """``se-gc``: group interaction, either ``groups=G`` (SE-GC1: G = 16) or ``group_size=S``
+    channels per group (SE-GC2: S = 16, SE-GC3: S = 8)."""
+
+    name = "se-gc"
+
+    def __init__(self, channels: int, groups: int | None = None, group_size: int | None = None,
+                 bias: bool = False) -> None:
+        if (groups is None) == (group_size is None):
+            raise ValueError("se-gc takes exactly one of groups=G or group_size=S")
+        if group_size is not None:
+            _check_divides("group_size", group_size, channels)
+            groups = channels // group_size
+        self.group_size = group_size
+        super().__init__(channels, groups=groups, bias=bias)
+
+
+class _KernelAttention(ChannelAttention):
+    """Shared arguments of the ECA family: ``k`` odd int or "adaptive" with ``gamma``, ``beta``."""
+
+    def __init__(self, channels: int, k: KernelSize = 3, gamma: float = 2.0, beta: float = 1.0,
+                 min_k: int = 1) -> None:
+        super().__init__(channels)
+        self.k = resolve_kernel_size(k, channels, gamma, beta, min_k)
+        self.adaptive = k == ADAPTIVE
+        self.gamma, self.beta = gamma, beta
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, k={self.k}" + (" (adaptive)" if self.adaptive else "")
+
+
+class ECA(_KernelAttention):
+    """``eca``: sigmoid(C1D_k(y)), a 1-D convolution of size k over channels, shared (Eq. 9).
+
+    The weight is ``conv.weight`` of shape (1, 1, k), as in the paper's code.
+    """
+
+    name = "eca"
+    padding_mode = "zeros"
+
+    def __init__(self, channels: int, k: KernelSize = 3, gamma: float = 2.0, beta: float = 1.0,
+                 min_k: int = 1, bias: bool = False) -> None:
+        super().__init__(channels, k, gamma, beta, min_k)
+        self.conv = nn.Conv1d(1, 1, self.k, padding=self.k // 2, bias=bias,
+                              padding_mode=self.padding_mode)
+
+    def gate_logits(self, y: Tensor) -> Tensor:
+        return self.conv(y[:, None, :])[:, 0, :]
+
+
+class CECA(ECA):
+    """``ceca``: ECA with circular padding, so the first and last channels are neighbours."""
+
+    name = "ceca"
+    padding_mode = "circular"
+
+
+class ECANS(_KernelAttention):
+    """``eca-ns``: a band matrix with k weights per channel, not shared (Eq. 7): k C weights.
+
+    ``weight[c, j]`` multiplies ``y[c + j - k // 2]`` (zero outside the channel range).
+    """
+
+    name = "eca-ns"
+
+    def __init__(self, channels: int, k: KernelSize = 3, gamma: float = 2.0, beta: float = 1.0,
+                 min_k: int = 1, bias: bool = False) -> None:
+        super().__init__(channels, k, gamma, beta, min_k)
+        self.weight = nn.Parameter(torch.empty(channels, self.k))
+        self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
+        # Same fan-in as the shared 1-D convolution of ECA, so the two start alike.
+        nn.init.uniform_(self.weight, -1 / math.sqrt(self.k), 1 / math.sqrt(self.k))
+
+    def gate_logits(self, y: Tensor) -> Tensor:
+        pad = self.k // 2
+        windows = F.pad(y, (pad, pad)).unfold(1, self.k, 1)  # (N, C, k)
+        z = (windows * self.weight).sum(-1)
+        return z if self.bias is None else z + self.bias
+
+
+REGISTRY: dict[str, type[nn.Module]] = {
+    cls.name: cls for cls in (Identity, SE, SEVar1, SEVar2, SEVar3, SEGC, ECANS, ECA, CECA)
+}
+#: variants whose kernel size is set by ``k`` / ``gamma`` / ``beta``
+KERNEL_VARIANTS = frozenset(name for name, cls in REGISTRY.items() if issubclass(cls, _KernelAttention))
+
+
+def attention_names() -> list[str]:
+    """The user-facing names, in the order of the paper's Table 2."""
+    return list(REGISTRY)
+
+
+def accepted_arguments(name: str) -> list[str]:
+    """Keyword arguments ``create_attention`` accepts for the variant ``name``."""
+    cls = _lookup(name)
+    return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "channels")]
+
+
+def _lookup(name: str) -> type[nn.Module]:
+    try:
+        return REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown attention {name!r}; expected one of: {', '.join(REGISTRY)}") from None
+
+
+def create_attention(name: str, channels: int, **kwargs) -> nn.Module:
+    """Build the attention variant ``name`` for ``channels`` channels.
+
+    Keyword arguments: ``r`` (se), ``groups`` / ``group_size`` (se-gc), ``k``, ``gamma``, ``beta``,
+    ``min_k`` (eca, eca-ns, ceca), ``bias`` (all with parameters). An argument the variant does not
+    take is an error rather than silently ignored.
+
+    >>> create_attention("se-gc", 64, groups=16)
+    SEGC(channels=64, groups=16...)
+    """
+    cls = _lookup(name)
+    allowed = accepted_arguments(name)
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(f"attention {name!r} does not take {', '.join(unknown)}; "
+                         f"it takes: {', '.join(allowed) or 'no arguments'}")
+    return cls(channels, **kwargs)
+
+
+def is_attention(module: nn.Module) -> bool:
+    """True for the modules ``create_attention`` builds (including ``none``)."""
+    return isinstance(module, (ChannelAttention, Identity))
+
+
+def expected_params(name: str, channels: int, **kwargs) -> int:
+    """The paper's parameter count of one bias-free module (Table 2), for checks and reports."""
+    c = channels
+    k = lambda: resolve_kernel_size(kwargs.get("k", 3), c, kwargs.get("gamma", 2.0),  # noqa: E731
+                                    kwargs.get("beta", 1.0), kwargs.get("min_k", 1))
+    if name == "se":
+        return 2 * c * c // kwargs.get("r", 16)
+    if name == "se-gc":
+        groups = kwargs.get("groups") or c // kwargs["group_size"]
+        return c * c // groups
+    counts = {"none": lambda: 0, "se-var1": lambda: 0, "se-var2": lambda: c, "se-var3": lambda: c * c,
+              "eca-ns": lambda: k() * c, "eca": k, "ceca": k}
+    return counts[_lookup(name).name]()
+
+
+def describe(names: Sequence[str] | None = None) -> dict[str, str]:
+    """One-line description of each variant (the first docstring line)."""
+    return {n: inspect.getdoc(REGISTRY[n]).splitlines()[0] for n in (names or REGISTRY)}
