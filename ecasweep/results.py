@@ -25,6 +25,8 @@ SPEC_ATTR = "ecasweep_spec"
 HASH_ATTR = "ecasweep_hash"
 CELL_ATTRS = ("cell", "arm", "backbone", "seed", "arm_params")
 FAIL_REASON = "fail_reason"
+#: set on a trial that found its cell already running or done when it was claimed (it did not run)
+DUPLICATE_OF = "duplicate_of"
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,10 @@ def cell_attrs(cell: str, arm: str, backbone: str, seed: int, arm_params: Mappin
 
 
 def to_record(trial: optuna.trial.FrozenTrial) -> TrialRecord | None:
-    """A stored trial as a ``TrialRecord``; None for trials that ecasweep did not write."""
+    """A stored trial as a ``TrialRecord``; None for trials that ecasweep did not write and for
+    duplicates that stood down without running."""
     attrs = trial.user_attrs
-    if "cell" not in attrs:
+    if "cell" not in attrs or DUPLICATE_OF in attrs:
         return None
     metrics = {k: v for k, v in attrs.items() if k not in CELL_ATTRS and k != FAIL_REASON}
     return TrialRecord(number=trial.number, state=trial.state.name, cell=attrs["cell"], arm=attrs["arm"],

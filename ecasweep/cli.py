@@ -1,0 +1,409 @@
+"""The ``ecasweep`` command line: a thin Typer layer over the library.
+
+Each command parses its options, calls the library, and formats. Errors a user can cause end in one
+line on stderr and exit code 2; exit code 1 means trial failures remain, 130 an interruption.
+
+    ecasweep run kernel-size                       # the paper's Figure 4 ablation, quick profile
+    ecasweep table kernel-size --format latex      # its table, for a paper
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import EcasweepError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="Re-run and extend the ECA-Net channel-attention ablations, with honest statistics.")
+console = Console()
+err = Console(stderr=True)
+
+EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+ProfileOpt = typer.Option("quick", "--profile", "-p", help="Scale: quick (CPU, minutes), cifar (GPU), imagenet.")
+SetOpt = typer.Option(None, "--set", "-s", help="Override a field, e.g. --set train.epochs=5 (TOML value).")
+StorageOpt = typer.Option(None, "--storage", envvar="ECASWEEP_STORAGE",
+                          help="Optuna storage URL [default: sqlite:///ecasweep.db].")
+NameOpt = typer.Option(None, "--name", help="Optuna study name [default: the study's own name].")
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """One line and exit code 2 for errors the user can fix; 130 for Ctrl-C."""
+    from .storage import mask_url
+
+    try:
+        yield
+    except EcasweepError as exc:
+        err.print(f"[bold red]error:[/] {mask_url(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: running trials were marked 'interrupted'; run the same command to resume")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _quiet_libraries() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# ------------------------------------------------------------------------------------------ train
+
+@app.command()
+def train(
+    backbone: str = typer.Option("resnet-20", help="Backbone, e.g. resnet-20, resnet-50, mobilenet-v2."),
+    attention: str = typer.Option("eca", help="Attention variant: none, se, se-var1/2/3, se-gc, eca-ns, eca, ceca."),
+    k: Optional[str] = typer.Option(None, help="ECA kernel size: odd int, 'adaptive', or per stage '3,5,5,7'."),
+    gamma: Optional[float] = typer.Option(None, help="Adaptive k: gamma (default 2)."),
+    beta: Optional[float] = typer.Option(None, help="Adaptive k: beta (default 1)."),
+    r: Optional[int] = typer.Option(None, help="SE reduction ratio (default 16)."),
+    groups: Optional[int] = typer.Option(None, help="SE-GC: number of groups."),
+    group_size: Optional[int] = typer.Option(None, help="SE-GC: channels per group."),
+    width: Optional[int] = typer.Option(None, help="Base width of CIFAR-style ResNets (default 16)."),
+    dataset: str = typer.Option("fashion-mnist", help="fashion-mnist, cifar10, cifar100, imagenet, imagefolder, synthetic."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the dataset is (else $ECASWEEP_DATA, Debian's, download)."),
+    subset: Optional[int] = typer.Option(None, help="Training images kept (stratified)."),
+    val_split: int = typer.Option(0, help="Training images held out for validation."),
+    epochs: int = typer.Option(2, help="Epochs."),
+    batch_size: int = typer.Option(128, help="Batch size."),
+    lr: float = typer.Option(0.1, help="Peak learning rate."),
+    schedule: str = typer.Option("cosine", help="step, cosine, onecycle, exponential, constant."),
+    weight_decay: float = typer.Option(5e-4, help="Weight decay."),
+    recipe: Optional[str] = typer.Option(None, help="A named recipe: imagenet-resnet, imagenet-mobilenetv2."),
+    seed: int = typer.Option(0, help="Seed: initialisation, data order, subset, augmentation."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N, mps or auto."),
+    amp: str = typer.Option("auto", help="Autocast: auto (bf16 on GPU), bf16, fp16, off."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    checkpoint_dir: Optional[str] = typer.Option(None, help="Checkpoint every epoch here; resume if one exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train one model and print its metrics.
+
+    Example: [bold]ecasweep train --backbone resnet-20 --attention eca --k 3 --subset 5000 --epochs 2[/]
+    """
+    from .config import RECIPES, DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
+    from .train import run_trial
+
+    with _user_errors():
+        kwargs = {key: value for key, value in dict(k=_parse_k(k), gamma=gamma, beta=beta, r=r, groups=groups,
+                                                      group_size=group_size).items() if value is not None}
+        if recipe is not None and recipe not in RECIPES:
+            raise EcasweepError(f"--recipe: unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
+        base = RECIPES[recipe] if recipe else TrainConfig()
+        train_cfg = base if recipe else dataclasses.replace(base, epochs=epochs, batch_size=batch_size, lr=lr,
+                                                              schedule=schedule, weight_decay=weight_decay)
+        config = TrialConfig(ModelConfig(backbone, attention, kwargs, width),
+                             DataConfig(dataset, data_dir, subset, val_split), train_cfg, seed,
+                             RuntimeConfig(device=device, amp=amp, compile=compile, checkpoint_dir=checkpoint_dir,
+                                           keep_checkpoints=False, quiet=quiet or as_json))
+        result = _model_errors(lambda: run_trial(config))
+    if as_json:
+        metrics = result.metrics()
+        metrics.pop("history")
+        _print_json(metrics)
+        return
+    table = Table(title=f"{backbone} + {attention} on {dataset}, seed {seed}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("top1", "top5", "loss", "val_top1", "epochs", "images_per_second", "wall_seconds",
+                "total_params", "attention_params", "flops", "kernel_sizes", "device"):
+        value = getattr(result, key)
+        if value is not None:
+            table.add_row(key, f"{value:,.2f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value))
+    console.print(table)
+
+
+def _parse_k(k: str | None) -> Any:
+    if k is None:
+        return None
+    if k == "adaptive":
+        return k
+    try:
+        values = [int(v) for v in k.replace(" ", "").split(",")]
+    except ValueError:
+        raise EcasweepError(f"--k: expected an odd integer, 'adaptive', or a list like 3,5,5,7; got {k!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _model_errors(fn):
+    """Attention and backbone arguments raise ValueError naming the argument: a user error here."""
+    try:
+        return fn()
+    except ValueError as exc:
+        if isinstance(exc, EcasweepError):
+            raise
+        raise EcasweepError(str(exc)) from None
+
+
+# ------------------------------------------------------------------------------------ studies
+
+@app.command("list")
+def list_studies() -> None:
+    """List the studies available, with what they vary and which paper figure they mirror.
+
+    Example: [bold]ecasweep list[/]
+    """
+    from .spec import list_studies as load_all
+
+    with _user_errors():
+        specs = load_all()
+    table = Table(title="studies (quick profile)")
+    for column in ("study", "mirrors", "arms", "cells", "description"):
+        table.add_column(column, overflow="fold")
+    for spec in specs:
+        cells = "search" if spec.search else str(len(spec.cells()))
+        table.add_row(spec.name, spec.mirrors, str(len(spec.arms)), cells, spec.description)
+    console.print(table)
+
+
+@app.command()
+def show(study: str = typer.Argument(..., help="Study name or path to a .toml file."),
+         profile: str = ProfileOpt, set_: Optional[list[str]] = SetOpt,
+         as_json: bool = typer.Option(False, "--json", help="Print the resolved spec as JSON.")) -> None:
+    """Show the resolved spec (after profile and overrides) and its cells.
+
+    Example: [bold]ecasweep show kernel-size --profile cifar --set seeds=5[/]
+    """
+    from .spec import load_study
+
+    with _user_errors():
+        spec = load_study(study, profile, set_ or [])
+    if as_json:
+        _print_json(spec.to_dict())
+        return
+    console.print(f"[bold]{spec.name}[/] ({spec.profile}): {spec.description}")
+    console.print(f"mirrors {spec.mirrors}; dataset {spec.data.dataset}; backbones {', '.join(spec.backbones)}; "
+                  f"{spec.seeds} seeds; {spec.train.epochs} epochs; baseline {spec.baseline}")
+    table = Table(title="arms")
+    for column in ("arm", "attention", "arguments", "k per stage"):
+        table.add_column(column)
+    for arm in spec.arms:
+        ks = " | ".join(f"{b}: {'/'.join(map(str, spec.kernel_sizes(arm, b) or []))}" for b in spec.backbones)
+        table.add_row(arm.id, arm.attention, ", ".join(f"{k}={v}" for k, v in arm.kwargs.items()),
+                      ks if arm.attention in ("eca", "eca-ns", "ceca") else "")
+    console.print(table)
+    if spec.search is None:
+        console.print(f"{len(spec.cells())} cells = {len(spec.arms)} arms x {len(spec.backbones)} backbones x {spec.seeds} seeds")
+    else:
+        console.print(f"search: {spec.search.n_trials} trials, {spec.search.sampler} sampler, "
+                      f"{spec.search.pruner} pruner over {json.dumps(spec.search.space)}")
+
+
+@app.command()
+def run(
+    study: str = typer.Argument(..., help="Study name (see `ecasweep list`) or path to a .toml file."),
+    profile: str = ProfileOpt,
+    set_: Optional[list[str]] = SetOpt,
+    storage: Optional[str] = StorageOpt,
+    name: Optional[str] = NameOpt,
+    devices: str = typer.Option("auto", help="Comma-separated devices, one worker each: cpu,cpu or cuda:0,cuda:1."),
+    workers: int = typer.Option(1, help="Worker processes on the one device given (CPU threads are split)."),
+    checkpoint_dir: Optional[str] = typer.Option(None, help="Per-trial checkpoints [default: .ecasweep/checkpoints/STUDY]."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the cells, what is done, and the estimated cost."),
+    no_table: bool = typer.Option(False, "--no-table", help="Do not print the table at the end."),
+) -> None:
+    """Run a study, or resume it: completed cells are kept, failed and interrupted ones run again.
+
+    Examples:
+      [bold]ecasweep run kernel-size[/]
+      [bold]ecasweep run kernel-size --profile cifar --devices cuda:0,cuda:1 --storage postgresql://me@db/sweeps[/]
+      [bold]ecasweep run reduction --set data.dataset=synthetic --set train.epochs=1 --set seeds=1[/]
+    """
+    from . import runner
+
+    _quiet_libraries()
+    with _user_errors():
+        outcome = runner.run(study, profile=profile, overrides=set_ or [], storage_url=storage, name=name,
+                             devices=devices.split(","), workers=workers, checkpoint_dir=checkpoint_dir,
+                             dry_run=dry_run, console=console)
+        if outcome is None:  # dry run
+            return
+        if not no_table:
+            _print_table(outcome.study, outcome.spec_dict, outcome.records)
+    if outcome.failed:
+        err.print(f"[yellow]{outcome.failed} cell(s) failed[/]; see `ecasweep status {outcome.study.study_name}`; "
+                  "run the same command again to retry them")
+        raise typer.Exit(EXIT_FAILURES)
+
+
+@app.command()
+def worker(
+    study: str = typer.Argument(..., help="Optuna study name to join."),
+    storage: Optional[str] = StorageOpt,
+    device: str = typer.Option("auto", help="This worker's device: cpu, cuda, cuda:N, mps, auto."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for this worker [default: all cores]."),
+    checkpoint_dir: Optional[str] = typer.Option(None, help="Per-trial checkpoints [default: .ecasweep/checkpoints/STUDY]."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Join a running study as one more worker (any machine that reaches the storage).
+
+    The recipe comes from the study in the storage, so every worker runs the same one.
+    Example: [bold]ecasweep worker kernel-size --storage postgresql://me@db/sweeps --device cuda:0[/]
+    """
+    from . import runner
+
+    _quiet_libraries()
+    with _user_errors():
+        counts = runner.join(study, storage_url=storage, device=device, threads=threads,
+                             checkpoint_dir=checkpoint_dir, console=None if quiet else console)
+    if counts.get("FAIL"):
+        raise typer.Exit(EXIT_FAILURES)
+
+
+@app.command()
+def status(study: str = typer.Argument(..., help="Study name in the storage."),
+           storage: Optional[str] = StorageOpt,
+           as_json: bool = typer.Option(False, "--json", help="Print counts and cells as JSON.")) -> None:
+    """Counts of cells by state (done, running, waiting, failed, todo), per cell, with failure reasons.
+
+    Example: [bold]ecasweep status kernel-size[/]
+    """
+    from . import runner
+
+    _quiet_libraries()
+    with _user_errors():
+        statuses = runner.status(study, storage)
+    counts: dict[str, int] = {}
+    for s in statuses:
+        counts[s.state] = counts.get(s.state, 0) + 1
+    if as_json:
+        _print_json({"counts": counts, "cells": [{"cell": s.cell.key, "state": s.state, "reason": s.reason,
+                                                  "trial": s.record.number if s.record else None} for s in statuses]})
+        return
+    console.print(", ".join(f"{state}: {n}" for state, n in sorted(counts.items())))
+    table = Table(title=f"cells of {study}")
+    for column in ("cell", "state", "trial", "top-1", "reason"):
+        table.add_column(column, overflow="fold")
+    for s in statuses:
+        top1 = s.record.metrics.get("top1") if s.record else None
+        table.add_row(s.cell.key, s.state, str(s.record.number) if s.record else "",
+                      f"{top1:.2f}" if isinstance(top1, float) else "", s.reason or "")
+    console.print(table)
+
+
+# ------------------------------------------------------------------------------------ reports
+
+def _print_table(study, spec_dict, records, fmt: str = "rich", output: Path | None = None, **options) -> None:
+    from .report import build_table, render
+
+    table = build_table(spec_dict, records, **options)
+    rendered = render(table, fmt)
+    if output is not None:
+        if fmt == "rich":
+            raise EcasweepError("--output needs a text format: --format markdown, csv, json or latex")
+        output.write_text(rendered if rendered.endswith("\n") else rendered + "\n")
+        err.print(f"wrote {output}")
+    elif fmt == "rich":
+        console.print(rendered)
+    else:
+        sys.stdout.write(rendered if rendered.endswith("\n") else rendered + "\n")
+
+
+@app.command()
+def table(
+    study: str = typer.Argument(..., help="Study name in the storage."),
+    storage: Optional[str] = StorageOpt,
+    fmt: str = typer.Option("rich", "--format", "-f", help="rich, markdown, csv, json or latex."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file."),
+    metric: str = typer.Option("top1", help="top1, top5 or loss."),
+    baseline: Optional[str] = typer.Option(None, help="Arm id to compare against [default: the study's]."),
+    layout: Optional[str] = typer.Option(None, help="table2, figure4, gamma-beta or search [default: the study's]."),
+    test: str = typer.Option("t", help="Paired test: t (paired t-test) or wilcoxon."),
+    bootstrap: bool = typer.Option(False, "--bootstrap", help="Bootstrap confidence intervals."),
+) -> None:
+    """The study's table: mean ± std over seeds, 95% CI, Δ vs baseline with Holm-adjusted p, ties with best.
+
+    Example: [bold]ecasweep table kernel-size --format latex --output table.tex[/]
+    """
+    from . import runner
+
+    _quiet_libraries()
+    with _user_errors():
+        _check_choice("--format", fmt, ("rich", "markdown", "csv", "json", "latex"))
+        _check_choice("--metric", metric, ("top1", "top5", "loss"))
+        _check_choice("--test", test, ("t", "wilcoxon"))
+        if layout is not None:
+            _check_choice("--layout", layout, ("table2", "figure4", "gamma-beta", "search"))
+        loaded, spec_dict, records = runner.results(study, storage)
+        if baseline is not None and baseline not in {a["id"] for a in spec_dict.get("arms", [])}:
+            raise EcasweepError(f"--baseline: no arm {baseline!r}; arms: {', '.join(a['id'] for a in spec_dict['arms'])}")
+        _print_table(loaded, spec_dict, records, fmt, output, metric=metric, baseline=baseline, test=test,
+                     bootstrap=bootstrap, layout=layout)
+
+
+def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise EcasweepError(f"{option}: expected one of {', '.join(choices)}, got {value!r}")
+
+
+@app.command()
+def compare(
+    study: str = typer.Argument(..., help="Study name in the storage."),
+    arm_a: str = typer.Argument(..., help="First arm id."),
+    arm_b: str = typer.Argument(..., help="Second arm id."),
+    storage: Optional[str] = StorageOpt,
+    backbone: Optional[str] = typer.Option(None, help="Backbone [default: the study's first]."),
+    metric: str = typer.Option("top1", help="top1, top5 or loss."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Two arms seed by seed: the differences, the test, the CI of the difference, P(A beats B).
+
+    Example: [bold]ecasweep compare kernel-size "eca(k=3)" "se(r=16)"[/]
+    """
+    from . import runner
+    from .report import compare_arms, render_comparison
+
+    _quiet_libraries()
+    with _user_errors():
+        _, spec_dict, records = runner.results(study, storage)
+        result = _model_errors(lambda: compare_arms(spec_dict, records, arm_a, arm_b, backbone=backbone, metric=metric))
+    if as_json:
+        _print_json(result)
+    else:
+        console.print(render_comparison(result))
+
+
+@app.command()
+def plot(
+    study: str = typer.Argument(..., help="Study name in the storage."),
+    output: Path = typer.Option(..., "--output", "-o", help="Image file: .png or .svg."),
+    storage: Optional[str] = StorageOpt,
+    metric: str = typer.Option("top1", help="top1, top5 or loss."),
+) -> None:
+    """The paper-style figure (needs matplotlib: pip install "ecasweep[plot]").
+
+    Example: [bold]ecasweep plot kernel-size --output fig4.png[/]
+    """
+    from . import runner
+    from .report import plot as draw
+
+    _quiet_libraries()
+    with _user_errors():
+        if output.suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise EcasweepError(f"--output: expected a .png, .svg or .pdf file, got {output.name!r}")
+        loaded, spec_dict, records = runner.results(study, storage)
+        draw(spec_dict, records, output, metric=metric, study=loaded)
+    err.print(f"wrote {output}")
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

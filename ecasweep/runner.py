@@ -1,0 +1,164 @@
+"""What the commands do, above the sweep: open storage and study, run workers, show progress.
+
+``run`` is ``ecasweep run`` (create or resume a study, run its cells on one or more workers, return
+the records for the table); ``join`` is ``ecasweep worker``; ``status`` and ``results`` read a
+study without touching it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import optuna
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .config import RuntimeConfig
+from .results import SPEC_ATTR, TrialRecord, read_records
+from .spec import StudySpec, load_study
+from .storage import default_storage_url, load_study as load_stored, mask_url, open_storage
+from .sweep import (CellStatus, cell_statuses, default_checkpoint_dir, ensure_cells, open_study, plan_slots,
+                    run_workers, stored_spec, work)
+
+
+@dataclass
+class RunOutcome:
+    study: optuna.Study
+    spec_dict: dict[str, Any]
+    records: list[TrialRecord]
+    failed: int
+
+
+def run(study_name: str, profile: str = "quick", overrides: Sequence[str] = (), storage_url: str | None = None,
+        name: str | None = None, devices: Sequence[str] = ("auto",), workers: int = 1,
+        checkpoint_dir: str | None = None, dry_run: bool = False, console: Console | None = None) -> RunOutcome | None:
+    """Run or resume ``study_name``; None for a dry run (which prints the plan instead)."""
+    spec = load_study(study_name, profile, overrides)
+    url = storage_url or default_storage_url()
+    storage = open_storage(url)
+    study = open_study(spec, storage, name, url)
+    slots = plan_slots(devices, workers)
+    if dry_run:
+        _print_plan(study, spec, slots, console or Console())
+        return None
+    ensure_cells(study, spec, retry_failed=True)
+    ckpt = checkpoint_dir or default_checkpoint_dir(study.study_name)
+    with StudyProgress(study, spec, console, len(slots)) as progress:
+        if len(slots) == 1:
+            runtime = RuntimeConfig(device=slots[0].device, threads=slots[0].threads, checkpoint_dir=ckpt)
+            work(study, spec, runtime, on_event=progress.on_event)
+        else:
+            run_workers(study, url, slots, ckpt, on_poll=progress.refresh)
+            # The workers have left; cells whose worker died are this process's to finish.
+            runtime = RuntimeConfig(device=slots[0].device, threads=slots[0].threads * len(slots) if
+                                    slots[0].device == "cpu" else None, checkpoint_dir=ckpt)
+            work(study, spec, runtime, on_event=progress.on_event)
+    statuses = cell_statuses(study, spec)
+    return RunOutcome(study, study.user_attrs.get(SPEC_ATTR, spec.to_dict()), read_records(study),
+                      sum(s.state == "failed" for s in statuses))
+
+
+def join(study_name: str, storage_url: str | None = None, device: str = "auto", threads: int | None = None,
+         checkpoint_dir: str | None = None, console: Console | None = None) -> dict[str, int]:
+    """Work on a study that exists in the storage until none of its cells is left."""
+    url = storage_url or default_storage_url()
+    study = load_stored(open_storage(url, create=False), study_name, url)
+    spec = stored_spec(study)
+    runtime = RuntimeConfig(device=device, threads=threads,
+                            checkpoint_dir=checkpoint_dir or default_checkpoint_dir(study.study_name))
+    with StudyProgress(study, spec, console, 1) as progress:
+        return work(study, spec, runtime, on_event=progress.on_event)
+
+
+def status(study_name: str, storage_url: str | None = None) -> list[CellStatus]:
+    """Where each cell of a stored study stands."""
+    url = storage_url or default_storage_url()
+    study = load_stored(open_storage(url, create=False), study_name, url)
+    return cell_statuses(study, stored_spec(study))
+
+
+def results(study_name: str, storage_url: str | None = None) -> tuple[optuna.Study, dict[str, Any], list[TrialRecord]]:
+    """A stored study, its spec (as stored) and its trials, for reports."""
+    url = storage_url or default_storage_url()
+    study = load_stored(open_storage(url, create=False), study_name, url)
+    stored_spec(study)  # refuses a study that ecasweep did not create
+    return study, study.user_attrs[SPEC_ATTR], read_records(study)
+
+
+# ----------------------------------------------------------------------------------------- display
+
+class StudyProgress:
+    """A Rich display of the study (cells done / running / failed / left, ETA) and the current trial."""
+
+    def __init__(self, study: optuna.Study, spec: StudySpec, console: Console | None, n_workers: int) -> None:
+        self.study, self.spec, self.console, self.n_workers = study, spec, console, n_workers
+        self.progress: Progress | None = None
+        self._last_poll = 0.0
+
+    def __enter__(self) -> "StudyProgress":
+        if self.console is None:
+            return self
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                 console=self.console)
+        self.progress.__enter__()
+        total = self.spec.search.n_trials if self.spec.search else len(self.spec.cells())
+        self.study_task = self.progress.add_task(f"{self.study.study_name}", total=total, info="")
+        self.trial_task = self.progress.add_task("trial", total=None, info="", visible=False)
+        self.refresh(force=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.refresh(force=True)
+            self.progress.__exit__(*exc)
+
+    def refresh(self, force: bool = False) -> None:
+        if self.progress is None or (not force and time.monotonic() - self._last_poll < 1.0):
+            return
+        self._last_poll = time.monotonic()
+        if self.spec.search:
+            states = [t.state.name for t in self.study.get_trials(deepcopy=False)]
+            counts = {"done": states.count("COMPLETE") + states.count("PRUNED"), "running": states.count("RUNNING"),
+                      "failed": states.count("FAIL")}
+        else:
+            counts = {}
+            for s in cell_statuses(self.study, self.spec):
+                counts[s.state] = counts.get(s.state, 0) + 1
+        left = counts.get("todo", 0) + counts.get("waiting", 0)
+        self.progress.update(self.study_task, completed=counts.get("done", 0),
+                             info=f"running {counts.get('running', 0)} · failed {counts.get('failed', 0)} · left {left}")
+
+    def on_event(self, kind: str, data: dict[str, Any]) -> None:
+        if self.progress is None:
+            return
+        if kind == "start":
+            self.progress.reset(self.trial_task, total=data["epochs"], visible=True,
+                                description=f"  #{data['number']} {data['cell']}", info="")
+        elif kind == "epoch":
+            top1 = f" · top-1 {data['top1']:.2f}" if "top1" in data else ""
+            self.progress.update(self.trial_task, completed=data["epoch"],
+                                 info=f"loss {data['train_loss']:.3f} · {data['images_per_second']:.0f} img/s{top1}")
+        elif kind == "end":
+            self.progress.update(self.trial_task, visible=False)
+            self.refresh(force=True)
+
+
+def _print_plan(study: optuna.Study, spec: StudySpec, slots, console: Console) -> None:
+    from .estimate import estimate_seconds
+
+    statuses = cell_statuses(study, spec)
+    table = Table(title=f"{study.study_name}: {len(statuses)} cells ({spec.profile} profile)")
+    for column in ("cell", "state", "trial"):
+        table.add_column(column)
+    for s in statuses:
+        table.add_row(s.cell.key, s.state, str(s.record.number) if s.record else "")
+    console.print(table)
+    remaining = [s.cell for s in statuses if s.state != "done"]
+    seconds, how = estimate_seconds(spec, remaining, read_records(study), slots)
+    console.print(f"{len(remaining)} cells to run on {len(slots)} worker(s) "
+                  f"({', '.join(s.device for s in slots)}): about {seconds / 60:.1f} min ({how})")

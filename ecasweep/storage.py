@@ -1,0 +1,154 @@
+"""Optuna storages from a URL: SQLite (default), PostgreSQL/MySQL, or a journal file.
+
+``sqlite:///ecasweep.db`` is the default (``--storage`` or ``$ECASWEEP_STORAGE`` override it); a
+bare file name ending in ``.db``/``.sqlite`` means SQLite, and ``journal:PATH`` or a ``.log`` file
+Optuna's journal file storage. RDB storages run with Optuna's heartbeat so that a trial whose
+worker died is detected as stale and run again; SQLite gets a long busy timeout so that several
+worker processes on one file wait for each other instead of failing with "database is locked".
+Passwords in URLs are masked in every message (``mask_url``).
+
+Example:
+    >>> mask_url("postgresql://me:secret@db.example/sweeps")
+    'postgresql://me:***@db.example/sweeps'
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+
+from .errors import StorageError
+
+DEFAULT_STORAGE = "sqlite:///ecasweep.db"
+#: seconds between heartbeats of a running trial; a trial is stale after GRACE_FACTOR of them
+HEARTBEAT_SECONDS = 20
+GRACE_FACTOR = 3
+SQLITE_BUSY_TIMEOUT = 300
+
+
+def default_storage_url() -> str:
+    return os.environ.get("ECASWEEP_STORAGE") or DEFAULT_STORAGE
+
+
+def heartbeat_interval() -> int:
+    """Heartbeat interval in seconds (``$ECASWEEP_HEARTBEAT`` overrides; tests use 1)."""
+    raw = os.environ.get("ECASWEEP_HEARTBEAT", "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else HEARTBEAT_SECONDS
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    return re.sub(r"(://[^:/@\s]*:)([^@\s]*)(@)", r"\1***\3", str(url))
+
+
+def mask_text(text: str, url: str) -> str:
+    """``text`` with the password of ``url`` masked wherever it appears."""
+    match = re.search(r"://[^:/@\s]*:([^@\s]*)@", url)
+    text = mask_url(text)
+    return text.replace(match.group(1), "***") if match and match.group(1) else text
+
+
+def normalize_url(url: str) -> str:
+    """Accept a bare SQLite or journal file name as well as a URL."""
+    url = url.strip()
+    if not url:
+        raise StorageError("storage URL is empty; expected e.g. sqlite:///ecasweep.db")
+    if "://" in url or url.startswith("journal:"):
+        return url
+    if url.endswith((".db", ".sqlite", ".sqlite3")):
+        return f"sqlite:///{url}"
+    if url.endswith((".log", ".jsonl")):
+        return f"journal:{url}"
+    raise StorageError(f"storage {mask_url(url)!r} is not a URL; expected sqlite:///FILE.db, "
+                       "postgresql://USER@HOST/DB, mysql://..., or journal:FILE.log")
+
+
+def open_storage(url: str | None = None, *, create: bool = True) -> BaseStorage:
+    """An Optuna storage for ``url``; ``create=False`` refuses to create a new SQLite file.
+
+    Raises ``StorageError`` with one readable (password-masked) line for a malformed URL, an
+    unreachable server, a missing or read-only directory, a file that is not a database, or a
+    database that belongs to another program.
+    """
+    url = normalize_url(url or default_storage_url())
+    if url.startswith("journal:"):
+        return _journal(url[len("journal:"):].removeprefix("//"), create)
+    if url.startswith("sqlite"):
+        _check_sqlite(url, create)
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+        if url.startswith("postgresql"):
+            engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    interval = heartbeat_interval()
+    try:
+        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=interval,
+                          grace_period=GRACE_FACTOR * interval)
+    except ImportError as exc:
+        raise StorageError(f"storage {mask_url(url)}: a database driver is missing ({exc}); "
+                           "for PostgreSQL: pip install 'ecasweep[postgres]'") from None
+    except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot use this URL"
+        reason = mask_text(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
+        raise StorageError(f"cannot open storage {mask_url(url)}: {reason}") from None
+
+
+def _journal(path: str, create: bool) -> JournalStorage:
+    file = Path(path)
+    if not create and not file.exists():
+        raise StorageError(f"no journal file at {file}")
+    if not file.parent.exists():
+        raise StorageError(f"cannot create journal {file}: directory {file.parent} does not exist")
+    try:
+        return JournalStorage(JournalFileBackend(str(file)))
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"cannot open journal {file}: {exc}") from None
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (None for in-memory)."""
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    path = path.split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _check_sqlite(url: str, create: bool) -> None:
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if not path.exists():
+        if not create:
+            raise StorageError(f"no database at {path} (run a study first, or pass --storage)")
+        if not path.parent.is_dir():
+            raise StorageError(f"cannot create database {path}: directory {path.parent} does not exist")
+        if not os.access(path.parent, os.W_OK):
+            raise StorageError(f"cannot create database {path}: directory {path.parent} is not writable")
+        return
+    if path.is_dir():
+        raise StorageError(f"storage {path} is a directory, not a database file")
+    if path.stat().st_size == 0:
+        return
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"{path} is not a usable SQLite database ({exc})") from None
+    if tables and "studies" not in tables:
+        raise StorageError(f"{path} is a database of another program (tables: "
+                           f"{', '.join(sorted(tables)[:5])}); pass another --storage")
+
+
+def load_study(storage: BaseStorage, name: str, url: str = "") -> optuna.Study:
+    """An existing study, or ``StorageError`` listing the studies that are there."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = optuna.get_all_study_names(storage)
+        where = f" in {mask_url(url)}" if url else ""
+        known = ", ".join(names) if names else "none"
+        raise StorageError(f"no study named {name!r}{where}; studies there: {known}") from None

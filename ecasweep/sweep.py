@@ -1,0 +1,396 @@
+"""Sweeps on Optuna: cells become trials, claimed exactly once by any number of workers.
+
+How a grid study is scheduled (Optuna's ``GridSampler`` alone can run a cell twice when workers race
+and never retries a failed cell, so ecasweep claims cells itself):
+
+1. ``ensure_cells`` enqueues one WAITING trial (``study.enqueue_trial``) for every cell that has no
+   COMPLETE, RUNNING or WAITING trial; at the start of a run, failed cells are enqueued again.
+2. A worker claims a WAITING trial by moving it to RUNNING with the storage's
+   ``set_trial_state_values``, which succeeds for exactly one caller (a row lock in PostgreSQL and
+   MySQL, the write lock in SQLite). Should two workers have enqueued the same cell, the claimer that
+   finds the cell already RUNNING or COMPLETE stands down (its trial is closed as FAIL with
+   ``duplicate_of``, and reports ignore it).
+3. While the trial runs, a thread records Optuna heartbeats. A worker killed outright stops beating;
+   ``optuna.storages.fail_stale_trials`` then marks its trial FAIL and the cell is enqueued again. The
+   new trial resumes from the cell's checkpoint (checkpoints are keyed by the trial configuration's
+   identity, not the trial number).
+4. Ctrl-C marks the running trial FAIL with ``fail_reason = "interrupted"``; the next run resumes it.
+
+Search studies (``layout = "search"``) let Optuna's TPE sampler propose settings, report validation
+top-1 every epoch, and prune with a ``MedianPruner``.
+
+Example:
+    >>> from ecasweep.spec import load_study
+    >>> spec = load_study("kernel-size", overrides=["data.dataset=synthetic"])   # doctest: +SKIP
+    >>> summary = run_study(spec, "sqlite:///ecasweep.db")                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage, fail_stale_trials
+from optuna.trial import TrialState
+
+from .config import RuntimeConfig
+from .devices import cpu_count, resolve_device
+from .errors import EcasweepError, SpecError
+from .results import DUPLICATE_OF, FAIL_REASON, HASH_ATTR, SPEC_ATTR, TrialRecord, cell_attrs, latest_by_cell, read_records
+from .spec import Cell, StudySpec
+from .storage import heartbeat_interval, load_study, mask_url, open_storage
+from .train import TrialResult, run_trial
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted"
+POLL_SECONDS = 1.0
+#: metrics kept out of the stored user attributes (large, or stored elsewhere)
+_NOT_STORED = ("history",)
+
+
+@dataclass(frozen=True)
+class CellStatus:
+    """Where one cell stands: done, running, waiting, failed or todo."""
+
+    cell: Cell
+    state: str
+    record: TrialRecord | None = None
+
+    @property
+    def reason(self) -> str | None:
+        if self.state != "failed" or self.record is None:
+            return None
+        return self.record.fail_reason or "stale: its worker stopped without a word"
+
+
+_STATE_NAMES = {"COMPLETE": "done", "RUNNING": "running", "WAITING": "waiting", "FAIL": "failed", "PRUNED": "done"}
+
+
+# ----------------------------------------------------------------------------------------- studies
+
+def open_study(spec: StudySpec, storage: BaseStorage, name: str | None = None, url: str = "") -> optuna.Study:
+    """Create the study, or load it and check it was run with the same recipe.
+
+    Raising the number of seeds extends a study; any other difference in what changes results is
+    refused with the differences named, unless another study name is given.
+    """
+    name = name or spec.name
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
+                                load_if_exists=True, **_search_strategy(spec))
+    stored = study.user_attrs.get(SPEC_ATTR)
+    if stored is None:
+        study.set_user_attr(SPEC_ATTR, spec.to_dict())
+        study.set_user_attr(HASH_ATTR, spec.results_hash())
+        return study
+    if study.user_attrs.get(HASH_ATTR) != spec.results_hash():
+        differences = "; ".join(spec.diff(stored)) or "the recipe"
+        where = f" in {mask_url(url)}" if url else ""
+        raise SpecError(f"study {name!r}{where} was run with another recipe ({differences}); "
+                        f"resume with the same settings, or start a new study with --name")
+    if spec.seeds > int(stored.get("seeds", 0)):
+        study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    return study
+
+
+def stored_spec(study: optuna.Study) -> StudySpec:
+    """The spec a study was created with (how workers on other machines learn the recipe)."""
+    stored = study.user_attrs.get(SPEC_ATTR)
+    if stored is None:
+        raise EcasweepError(f"study {study.study_name!r} was not created by ecasweep (no spec stored)")
+    return StudySpec.from_dict(stored)
+
+
+def _search_strategy(spec: StudySpec) -> dict[str, Any]:
+    if spec.search is None:
+        return {}
+    sampler = optuna.samplers.TPESampler(constant_liar=True) if spec.search.sampler == "tpe" \
+        else optuna.samplers.RandomSampler()
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1) \
+        if spec.search.pruner == "median" else optuna.pruners.NopPruner()
+    return {"sampler": sampler, "pruner": pruner}
+
+
+# ------------------------------------------------------------------------------------------- cells
+
+def cell_statuses(study: optuna.Study, spec: StudySpec) -> list[CellStatus]:
+    """The state of every planned cell, from the trials in the study."""
+    latest = latest_by_cell(read_records(study))
+    statuses = []
+    for cell in spec.cells():
+        record = latest.get(cell.key)
+        statuses.append(CellStatus(cell, _STATE_NAMES[record.state] if record else "todo", record))
+    return statuses
+
+
+def ensure_cells(study: optuna.Study, spec: StudySpec, retry_failed: bool) -> int:
+    """Enqueue a WAITING trial for each cell that needs one; returns how many were enqueued.
+
+    Cells whose worker died (stale) or was interrupted are always enqueued again; cells that failed
+    with an error only when ``retry_failed`` (at the start of a run), so a failing cell does not
+    loop within one run.
+    """
+    fail_stale_trials(study)
+    enqueued = 0
+    for status in cell_statuses(study, spec):
+        retry = status.state == "failed" and (retry_failed or status.record.fail_reason in (None, INTERRUPTED))
+        if status.state == "todo" or retry:
+            cell = status.cell
+            study.enqueue_trial({}, user_attrs=cell_attrs(cell.key, cell.arm.id, cell.backbone, cell.seed,
+                                                          {"attention": cell.arm.attention, **cell.arm.kwargs}))
+            enqueued += 1
+    return enqueued
+
+
+def claim(study: optuna.Study) -> optuna.trial.Trial | None:
+    """Take one WAITING trial for this worker, or None when there is none left."""
+    storage = study._storage
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            if not storage.set_trial_state_values(frozen._trial_id, TrialState.RUNNING):
+                continue
+        except UpdateFinishedTrialError:
+            continue
+        _beat(storage, frozen._trial_id)
+        cell = frozen.user_attrs.get("cell")
+        rivals = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE))
+                  if t.user_attrs.get("cell") == cell and t.number != frozen.number
+                  and DUPLICATE_OF not in t.user_attrs]
+        if rivals:
+            storage.set_trial_user_attr(frozen._trial_id, DUPLICATE_OF, min(rivals))
+            storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+            continue
+        return optuna.trial.Trial(study, frozen._trial_id)
+    return None
+
+
+def _beat(storage: BaseStorage, trial_id: int) -> None:
+    if hasattr(storage, "record_heartbeat") and storage.get_heartbeat_interval():
+        storage.record_heartbeat(trial_id)
+
+
+class _Heartbeat:
+    """Records a heartbeat for a running trial every interval, in a daemon thread."""
+
+    def __init__(self, storage: BaseStorage, trial_id: int) -> None:
+        self.storage, self.trial_id = storage, trial_id
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name=f"heartbeat-{trial_id}")
+
+    def _run(self) -> None:
+        while not self.stop.wait(heartbeat_interval()):
+            try:
+                _beat(self.storage, self.trial_id)
+            except Exception as exc:  # a missed beat must not kill the trial
+                log.warning("heartbeat failed: %s", exc)
+
+    def __enter__(self) -> "_Heartbeat":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+# ------------------------------------------------------------------------------------------ trials
+
+Event = Callable[[str, dict[str, Any]], None]
+
+
+def _store_result(trial: optuna.trial.Trial, result: TrialResult) -> None:
+    for key, value in result.metrics().items():
+        if key not in _NOT_STORED:
+            trial.set_user_attr(key, value)
+
+
+def _finish_failed(study: optuna.Study, trial: optuna.trial.Trial, reason: str) -> None:
+    trial.set_user_attr(FAIL_REASON, reason[:500])
+    study.tell(trial, state=TrialState.FAIL)
+
+
+def run_claimed(study: optuna.Study, trial: optuna.trial.Trial, config, objective: str = "top1",
+                prune: bool = False, on_event: Event | None = None) -> str:
+    """Run one claimed trial to the end and record it; returns its final state name.
+
+    Errors in the trial (NaN loss, out of memory) are recorded as FAIL with the reason and do not
+    stop the worker; Ctrl-C is recorded as ``interrupted`` and re-raised.
+    """
+    emit = on_event or (lambda *_: None)
+    emit("start", {"number": trial.number, "cell": trial.user_attrs.get("cell", ""), "epochs": config.train.epochs})
+
+    def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
+        emit("epoch", {"number": trial.number, "epoch": epoch, **metrics})
+        if prune and metrics.get(f"val_{objective}") is not None:
+            trial.report(metrics[f"val_{objective}"], epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+    with _Heartbeat(study._storage, trial._trial_id):
+        try:
+            result = run_trial(config, on_epoch=on_epoch)
+        except KeyboardInterrupt:
+            _finish_failed(study, trial, INTERRUPTED)
+            emit("end", {"number": trial.number, "state": "FAIL", "reason": INTERRUPTED})
+            raise
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            emit("end", {"number": trial.number, "state": "PRUNED"})
+            return "PRUNED"
+        except Exception as exc:  # recorded with the trial; the sweep goes on with other cells
+            reason = f"{type(exc).__name__}: {exc}"
+            log.warning("trial %d failed: %s", trial.number, reason)
+            _finish_failed(study, trial, reason)
+            emit("end", {"number": trial.number, "state": "FAIL", "reason": reason})
+            return "FAIL"
+    _store_result(trial, result)
+    value = result.val_top1 if objective == "val_top1" else result.top1
+    study.tell(trial, value)
+    emit("end", {"number": trial.number, "state": "COMPLETE", "top1": result.top1, "wall": result.wall_seconds})
+    return "COMPLETE"
+
+
+# ----------------------------------------------------------------------------------------- workers
+
+def work(study: optuna.Study, spec: StudySpec, runtime: RuntimeConfig, wait: bool = True,
+         on_event: Event | None = None) -> dict[str, int]:
+    """Claim and run trials until the study has none left; returns counts by final state.
+
+    With ``wait``, a worker with nothing left to claim waits for cells running elsewhere, so that
+    a cell whose worker dies is picked up again once it turns stale.
+    """
+    if spec.search is not None:
+        return _search(study, spec, runtime, on_event)
+    by_key = {cell.key: cell for cell in spec.cells()}
+    counts = {"COMPLETE": 0, "FAIL": 0, "PRUNED": 0}
+    while True:
+        trial = claim(study)
+        if trial is None:
+            if ensure_cells(study, spec, retry_failed=False):
+                continue
+            if wait and any(s.state == "running" for s in cell_statuses(study, spec)):
+                time.sleep(POLL_SECONDS)
+                continue
+            return counts
+        cell = by_key.get(trial.user_attrs.get("cell"))
+        if cell is None:  # a cell of a larger plan (more seeds) enqueued by another run
+            cell = _cell_from_attrs(spec, trial.user_attrs)
+        state = run_claimed(study, trial, spec.trial_config(cell, runtime), on_event=on_event)
+        counts[state] += 1
+
+
+def _cell_from_attrs(spec: StudySpec, attrs: dict[str, Any]) -> Cell:
+    arm = next(a for a in spec.arms if a.id == attrs["arm"])
+    return Cell(attrs["cell"], arm, attrs["backbone"], int(attrs["seed"]))
+
+
+def _search(study: optuna.Study, spec: StudySpec, runtime: RuntimeConfig, on_event: Event | None) -> dict[str, int]:
+    counts = {"COMPLETE": 0, "FAIL": 0, "PRUNED": 0}
+    backbone = spec.backbones[0]
+    while len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                       TrialState.RUNNING, TrialState.FAIL))) < spec.search.n_trials:
+        trial = study.ask()
+        params = suggest(trial, spec.search.space)
+        config = spec.search_trial_config(params, backbone, 0, runtime)
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, eval_every=1))
+        arm_id = "search:" + ",".join(f"{k}={v}" for k, v in params.items())
+        for key, value in cell_attrs(f"{backbone}/trial-{trial.number}", arm_id, backbone, 0,
+                                     {"attention": params.get("attention"), **params}).items():
+            trial.set_user_attr(key, value)
+        counts[run_claimed(study, trial, config, objective="val_top1", prune=True, on_event=on_event)] += 1
+    return counts
+
+
+def suggest(trial: optuna.trial.Trial, space: dict[str, Any]) -> dict[str, Any]:
+    """Parameters for one search trial: lists are categorical, {low, high} tables are floats.
+
+    gamma and beta only matter for an adaptive kernel size, so they are only suggested then.
+    """
+    params: dict[str, Any] = {}
+    for name, domain in space.items():
+        if name in ("gamma", "beta") and params.get("k", "adaptive") != "adaptive":
+            continue
+        if isinstance(domain, dict):
+            params[name] = trial.suggest_float(name, float(domain["low"]), float(domain["high"]))
+        else:
+            params[name] = trial.suggest_categorical(name, list(domain))
+    return params
+
+
+# ---------------------------------------------------------------------------------- orchestration
+
+@dataclass
+class Slot:
+    """One worker: its device and its share of the CPU threads."""
+
+    device: str
+    threads: int
+
+
+def plan_slots(devices: Sequence[str] | None, workers: int | None) -> list[Slot]:
+    """Worker slots: one per listed device (``cpu,cpu`` is two CPU workers), or ``workers`` CPU
+    workers; ``auto`` is one worker per GPU, else CPU. CPU threads are split between CPU workers."""
+    names = [d.strip() for d in (devices or ["auto"]) if d.strip()]
+    if names == ["auto"]:
+        device = resolve_device("auto")
+        if device.type == "cuda":
+            import torch
+
+            names = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        else:
+            names = [device.type]
+    if workers and workers > 1:
+        if len(names) != 1:
+            raise SpecError("--workers N repeats one device; with several --devices, list one per worker")
+        names = names * workers
+    for name in names:
+        resolve_device(name)  # refuse a device that does not exist before any worker starts
+    n_cpu = sum(1 for n in names if n == "cpu")
+    cpu_threads = max(1, cpu_count() // max(1, n_cpu))
+    return [Slot(n, cpu_threads if n == "cpu" else max(1, cpu_count() // len(names))) for n in names]
+
+
+def worker_command(study_name: str, url: str, slot: Slot, checkpoint_dir: str) -> list[str]:
+    return [sys.executable, "-m", "ecasweep", "worker", study_name, "--storage", url, "--device", slot.device,
+            "--threads", str(slot.threads), "--checkpoint-dir", checkpoint_dir, "--quiet"]
+
+
+def run_workers(study: optuna.Study, url: str, slots: list[Slot], checkpoint_dir: str,
+                on_poll: Callable[[], None] | None = None) -> list[int]:
+    """Start one ``ecasweep worker`` process per slot and wait; returns their exit codes.
+
+    On Ctrl-C the workers are asked to stop (SIGINT), which marks their trials interrupted.
+    """
+    procs = [subprocess.Popen(worker_command(study.study_name, url, slot, checkpoint_dir)) for slot in slots]
+    try:
+        while any(p.poll() is None for p in procs):
+            if on_poll:
+                on_poll()
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait()
+        raise
+    return [p.returncode for p in procs]
+
+
+def default_checkpoint_dir(study_name: str) -> str:
+    return str(Path(os.environ.get("ECASWEEP_CHECKPOINTS", ".ecasweep/checkpoints")) / _safe(study_name))
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "study"
