@@ -1,0 +1,61 @@
+"""Shared fixtures: real data and PostgreSQL, skipped with a reason unless CI requires them."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+PG_URL = os.environ.get("ECASWEEP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _required(variable: str) -> bool:
+    return os.environ.get(variable) == "1"
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir() -> Path:
+    """The Debian package's Fashion-MNIST; a skip (or, under ECASWEEP_REQUIRE_DATA=1, a failure)."""
+    files = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+    if all((DEBIAN_FASHION_MNIST / f).exists() for f in files):
+        return DEBIAN_FASHION_MNIST
+    reason = f"Fashion-MNIST not found in {DEBIAN_FASHION_MNIST} (apt-get install dataset-fashion-mnist)"
+    if _required("ECASWEEP_REQUIRE_DATA"):
+        pytest.fail(reason + " but ECASWEEP_REQUIRE_DATA=1")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A PostgreSQL URL that answers; a skip (or, under ECASWEEP_REQUIRE_PG=1, a failure)."""
+    try:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(PG_URL, connect_args={"connect_timeout": 5})
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+        engine.dispose()
+        return PG_URL
+    except Exception as exc:  # no driver, no server, no database: all mean "no PostgreSQL here"
+        reason = f"no PostgreSQL at {PG_URL}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if _required("ECASWEEP_REQUIRE_PG"):
+            pytest.fail(reason + " but ECASWEEP_REQUIRE_PG=1")
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A study name no other test (or earlier CI run on the same database) uses."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path):
+    """Every test gets its own storage default, checkpoint dir and a fast heartbeat."""
+    monkeypatch.setenv("ECASWEEP_STORAGE", f"sqlite:///{tmp_path / 'ecasweep.db'}")
+    monkeypatch.setenv("ECASWEEP_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.setenv("ECASWEEP_HEARTBEAT", "1")
