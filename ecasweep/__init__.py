@@ -7,3 +7,8 @@ The library is usable without the CLI:
 """
 
 __version__ = "0.1.0"
+
+from .attention import create_attention  # noqa: E402
+from .backbones import build_model, summarize  # noqa: E402
+
+__all__ = ["__version__", "build_model", "create_attention", "summarize"]

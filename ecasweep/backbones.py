@@ -1,0 +1,407 @@
+"""Backbones of the ECA-Net ablations with channel attention injected, and a model summary.
+
+Wang et al., "ECA-Net", CVPR 2020 (arXiv 1910.03151), official code BangguWu/ECANet.
+
+* ``resnet-18/34/50/101/152``: torchvision's ``ResNet`` with its own ``BasicBlock`` / ``Bottleneck``,
+  subclassed to apply ``attn`` after the block's last BatchNorm and before the residual addition (the
+  official ECA placement). With ``attention="none"`` the model *is* ``torchvision.models.resnetXX``.
+* ``resnet-<6n+2>`` (``resnet-20/32/44/56/110`` listed; any other depth 6n+2 accepted, e.g.
+  ``resnet-8``; ``cifar-resnet-<6n+2>`` for depths that clash with an ImageNet name, i.e. 50 and 152):
+  the CIFAR ResNet of He et al. 2016 (Sec. 4.2) built from torchvision's ``BasicBlock``: 3x3 stem
+  without max-pool, three stages of n blocks with ``width``, 2 ``width``, 4 ``width`` channels
+  (``width`` = 16 by default), global average pooling, fc. Shortcuts are the paper's option A
+  (parameter-free: stride-2 subsampling and zero-padded channels), so resnet-20 has 269,722
+  parameters for 10 classes (the paper's "0.27M").
+* ``mobilenet-v2``: torchvision's ``MobileNetV2`` with the attention appended to ``block.conv`` of every
+  inverted residual block, after the projection BatchNorm (as the official ECA-MobileNetV2);
+  ``width`` is torchvision's ``width_mult``.
+
+Kernel sizes of the ECA family (``eca``, ``eca-ns``, ``ceca``) can be set per stage: ``k`` is an odd
+int, ``"adaptive"`` (Eq. 12 from each stage's channel count, with ``gamma``, ``beta``, ``min_k``), one
+k per stage as a list or a digit string like the official ``--ksize 3557``, or ``"official"`` (the
+official repository's choice: its released ResNet checkpoints' per-stage k, and for MobileNetV2
+``k = 1 if c < 96 else 3`` with c the setting's channel count). The model records what it got as
+``model.kernel_sizes`` (one entry per stage, ``None`` without a kernel), next to ``model.backbone``
+and ``model.attention``.
+
+Example:
+    >>> model = build_model("resnet-50", "eca", num_classes=1000, k=[3, 5, 5, 7])
+    >>> model.kernel_sizes
+    [3, 5, 5, 7]
+    >>> summarize(model, (3, 32, 32))["attention_params"]
+    80
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision.models.mobilenetv2 import InvertedResidual
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet, conv3x3
+from torchvision.models._utils import _make_divisible
+
+from ecasweep.attention import KERNEL_VARIANTS, create_attention, is_attention
+
+OFFICIAL = "official"
+
+AttentionFactory = Callable[[int], nn.Module]  # stage index -> a fresh attention module
+
+
+class AttentionBasicBlock(BasicBlock):
+    """torchvision's ``BasicBlock`` with ``attn`` after ``bn2``, before the residual addition."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.attn: nn.Module = nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.attn(self.bn2(self.conv2(out)))
+        out += x if self.downsample is None else self.downsample(x)
+        return self.relu(out)
+
+
+class AttentionBottleneck(Bottleneck):
+    """torchvision's ``Bottleneck`` with ``attn`` after ``bn3``, before the residual addition."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.attn: nn.Module = nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.attn(self.bn3(self.conv3(out)))
+        out += x if self.downsample is None else self.downsample(x)
+        return self.relu(out)
+
+
+class PadShortcut(nn.Module):
+    """Option-A shortcut of He et al. 2016: subsample by ``stride``, append zero channels.
+
+    Chosen over the 1x1-convolution shortcut (option B) because it is what the CIFAR experiments of
+    the ResNet paper use, and it keeps resnet-20 at the paper's 0.27M parameters.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.stride, self.extra = stride, out_channels - in_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, 0, self.extra))
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, zero_channels={self.extra}"
+
+
+class CifarResNet(nn.Module):
+    """The CIFAR ResNet of He et al. 2016, Sec. 4.2: depth 6n+2, three stages of n basic blocks.
+
+    Attribute names follow torchvision's ``ResNet`` (``conv1``, ``bn1``, ``layer1..3``, ``fc``).
+    """
+
+    def __init__(self, depth: int, block: type[BasicBlock] = BasicBlock, num_classes: int = 10,
+                 in_channels: int = 3, width: int = 16) -> None:
+        super().__init__()
+        blocks = (depth - 2) // 6
+        self.conv1 = conv3x3(in_channels, width)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.inplanes = width
+        self.layer1 = self._make_layer(block, width, blocks, stride=1)
+        self.layer2 = self._make_layer(block, 2 * width, blocks, stride=2)
+        self.layer3 = self._make_layer(block, 4 * width, blocks, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4 * width, num_classes)
+        for m in self.modules():  # torchvision's ResNet initialisation
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _make_layer(self, block: type[BasicBlock], planes: int, blocks: int, stride: int) -> nn.Sequential:
+        shortcut = None
+        if stride != 1 or self.inplanes != planes:
+            shortcut = PadShortcut(self.inplanes, planes, stride)
+        layers = [block(self.inplanes, planes, stride, shortcut)]
+        layers += [block(planes, planes) for _ in range(1, blocks)]
+        self.inplanes = planes
+        return nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def _attach_to_resnet(model: nn.Module, make_attention: AttentionFactory) -> None:
+    for stage, layer in enumerate(_resnet_stages(model)):
+        for block in layer:
+            block.attn = make_attention(stage)
+
+
+def _resnet_stages(model: nn.Module) -> list[nn.Sequential]:
+    return [getattr(model, f"layer{i}") for i in range(1, 5) if hasattr(model, f"layer{i}")]
+
+
+def _new_stem(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
+    """``conv`` with ``in_channels`` inputs, initialised as torchvision initialises its convolutions."""
+    stem = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                     bias=conv.bias is not None)
+    nn.init.kaiming_normal_(stem.weight, mode="fan_out", nonlinearity="relu")
+    return stem
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A named backbone: call it like ``build_model`` without the name.
+
+    ``stage_channels(width)`` lists the channel count the attention sees in each stage, and
+    ``official_k`` the official repository's per-stage kernel sizes (None where it has none).
+    """
+
+    name: str
+    _stage_channels: Callable[[Any], list[int]]
+    _build: Callable[[AttentionFactory | None, int, int, Any], nn.Module]
+    official_k: tuple[int, ...] | None = None
+
+    def stage_channels(self, width: int | float | None = None) -> list[int]:
+        return self._stage_channels(width)
+
+    def __call__(self, attention: str = "none", num_classes: int = 10, in_channels: int = 3,
+                 width: int | float | None = None, **attention_kwargs: Any) -> nn.Module:
+        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}")
+        channels = self.stage_channels(width)
+        stage_kwargs = _stage_kwargs(self, attention, attention_kwargs)
+        # One module per stage up front: bad arguments fail before the model is built, and the
+        # resolved kernel sizes are read off the modules themselves.
+        prototypes = [create_attention(attention, c, **kw) for c, kw in zip(channels, stage_kwargs)]
+        make = None if attention == "none" else (
+            lambda stage: create_attention(attention, channels[stage], **stage_kwargs[stage]))
+        model = self._build(make, num_classes, in_channels, width)
+        model.backbone = self.name
+        model.attention = attention
+        model.kernel_sizes = [m.k for m in prototypes] if attention in KERNEL_VARIANTS else None
+        return model
+
+
+def _stage_kwargs(backbone: Backbone, attention: str, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+    """``kwargs`` for each stage, with a per-stage ``k`` (list, digit string, "official") split up."""
+    stages = len(backbone.stage_channels())
+    k = kwargs.get("k")
+    per_stage = isinstance(k, (list, tuple)) or k == OFFICIAL or (isinstance(k, str) and k.isdigit())
+    if not per_stage:
+        return [kwargs] * stages
+    if attention not in KERNEL_VARIANTS:
+        raise ValueError(f"k={k!r} sets one kernel size per stage, which only the ECA family "
+                         f"({', '.join(sorted(KERNEL_VARIANTS))}) has, not {attention!r}")
+    if k == OFFICIAL:
+        if backbone.official_k is None:
+            raise ValueError(f"k='official': the official ECA code has no kernel sizes for {backbone.name}")
+        ks: Sequence[Any] = backbone.official_k
+    else:
+        ks = [int(d) for d in k] if isinstance(k, str) else k
+    if len(ks) != stages:
+        raise ValueError(f"k={k!r} must give one kernel size per stage: {backbone.name} has {stages} "
+                         f"stages, got {len(ks)}")
+    return [{**kwargs, "k": stage_k} for stage_k in ks]
+
+
+# ImageNet ResNets -------------------------------------------------------------------------------
+
+_IMAGENET_RESNETS = {  # depth: (torchvision block, blocks per stage, released ECA checkpoint's k)
+    18: (BasicBlock, (2, 2, 2, 2), (3, 5, 7, 7)),
+    34: (BasicBlock, (3, 4, 6, 3), (3, 3, 5, 7)),
+    50: (Bottleneck, (3, 4, 6, 3), (3, 5, 5, 7)),
+    101: (Bottleneck, (3, 4, 23, 3), (3, 3, 5, 7)),
+    152: (Bottleneck, (3, 8, 36, 3), (3, 3, 5, 7)),
+}
+_ATTENTION_BLOCK = {BasicBlock: AttentionBasicBlock, Bottleneck: AttentionBottleneck}
+
+
+def _imagenet_resnet(depth: int) -> Backbone:
+    block, layers, official_k = _IMAGENET_RESNETS[depth]
+
+    def stage_channels(width: Any) -> list[int]:
+        if width is not None:
+            raise ValueError(f"width applies to the CIFAR ResNets and mobilenet-v2, not resnet-{depth}")
+        return [planes * block.expansion for planes in (64, 128, 256, 512)]
+
+    def build(make: AttentionFactory | None, num_classes: int, in_channels: int, width: Any) -> nn.Module:
+        if make is None:
+            model = getattr(torchvision.models, f"resnet{depth}")(num_classes=num_classes)
+        else:
+            model = ResNet(_ATTENTION_BLOCK[block], list(layers), num_classes=num_classes)
+            _attach_to_resnet(model, make)
+        if in_channels != 3:
+            model.conv1 = _new_stem(model.conv1, in_channels)
+        return model
+
+    return Backbone(f"resnet-{depth}", stage_channels, build, official_k)
+
+
+# CIFAR ResNets ----------------------------------------------------------------------------------
+
+CIFAR_WIDTH = 16
+
+
+def _cifar_resnet(depth: int, name: str | None = None) -> Backbone:
+    def stage_channels(width: Any) -> list[int]:
+        width = CIFAR_WIDTH if width is None else width
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"width of a CIFAR ResNet must be a positive integer, got {width!r}")
+        return [width, 2 * width, 4 * width]
+
+    def build(make: AttentionFactory | None, num_classes: int, in_channels: int, width: Any) -> nn.Module:
+        block = BasicBlock if make is None else AttentionBasicBlock
+        model = CifarResNet(depth, block, num_classes, in_channels, stage_channels(width)[0])
+        if make is not None:
+            _attach_to_resnet(model, make)
+        return model
+
+    return Backbone(name or f"resnet-{depth}", stage_channels, build)
+
+
+# MobileNetV2 ------------------------------------------------------------------------------------
+
+#: (c, n) of torchvision's (and the paper's) inverted residual settings; one stage per setting
+_MOBILENET_V2_SETTINGS = ((16, 1), (24, 2), (32, 3), (64, 4), (96, 3), (160, 3), (320, 1))
+
+
+def _mobilenet_v2() -> Backbone:
+    def stage_channels(width: Any) -> list[int]:
+        width = 1.0 if width is None else width
+        if isinstance(width, bool) or not isinstance(width, (int, float)) or width <= 0:
+            raise ValueError(f"width of mobilenet-v2 is its width multiplier (> 0), got {width!r}")
+        return [_make_divisible(c * width, 8) for c, _ in _MOBILENET_V2_SETTINGS]
+
+    def build(make: AttentionFactory | None, num_classes: int, in_channels: int, width: Any) -> nn.Module:
+        width_mult = 1.0 if width is None else float(width)
+        model = torchvision.models.mobilenet_v2(num_classes=num_classes, width_mult=width_mult)
+        if make is not None:
+            blocks = [m for m in model.features if isinstance(m, InvertedResidual)]
+            stages = [stage for stage, (_, n) in enumerate(_MOBILENET_V2_SETTINGS) for _ in range(n)]
+            assert len(blocks) == len(stages), "torchvision's MobileNetV2 settings changed"
+            for block, stage in zip(blocks, stages):
+                block.conv.append(make(stage))
+        if in_channels != 3:
+            model.features[0][0] = _new_stem(model.features[0][0], in_channels)
+        return model
+
+    # The official ECA-MobileNetV2 (BangguWu/ECANet, models/eca_mobilenetv2.py): k = 1 if c < 96 else 3,
+    # with c the setting's unscaled channel count. (An earlier revision of that file had c <= 96.)
+    official_k = tuple(1 if c < 96 else 3 for c, _ in _MOBILENET_V2_SETTINGS)
+    return Backbone("mobilenet-v2", stage_channels, build, official_k)
+
+
+BACKBONES: dict[str, Backbone] = {
+    **{f"resnet-{d}": _cifar_resnet(d) for d in (20, 32, 44, 56, 110)},
+    **{f"resnet-{d}": _imagenet_resnet(d) for d in _IMAGENET_RESNETS},
+    "mobilenet-v2": _mobilenet_v2(),
+}
+
+_CIFAR_NAME = re.compile(r"(cifar-)?resnet-(\d+)")
+
+
+def backbone_names() -> list[str]:
+    """The listed backbone names (any other ``resnet-<6n+2>`` is accepted too)."""
+    return list(BACKBONES)
+
+
+def get_backbone(name: str) -> Backbone:
+    """The ``Backbone`` called ``name``; ``resnet-<6n+2>`` / ``cifar-resnet-<6n+2>`` for CIFAR depths.
+
+    >>> get_backbone("resnet-8").stage_channels()
+    [16, 32, 64]
+    """
+    if isinstance(name, str) and name in BACKBONES:
+        return BACKBONES[name]
+    match = _CIFAR_NAME.fullmatch(name) if isinstance(name, str) else None
+    if match and int(match[2]) >= 8 and (int(match[2]) - 2) % 6 == 0:
+        return _cifar_resnet(int(match[2]), name)
+    raise ValueError(f"unknown backbone {name!r}; expected one of: {', '.join(BACKBONES)}, "
+                     "or resnet-<6n+2> / cifar-resnet-<6n+2> for another CIFAR ResNet depth")
+
+
+def build_model(backbone: str, attention: str = "none", num_classes: int = 10, in_channels: int = 3,
+                width: int | float | None = None, **attention_kwargs: Any) -> nn.Module:
+    """Build ``backbone`` with the attention variant ``attention`` in every block.
+
+    ``attention_kwargs`` go to ``create_attention`` (``r``, ``groups``, ``k``, ``gamma``, ...), except
+    that ``k`` may also be per stage (see the module docstring). ``width``: base width of a CIFAR
+    ResNet (default 16), ``width_mult`` of mobilenet-v2; not accepted by the ImageNet ResNets.
+
+    >>> model = build_model("resnet-20", "se", r=4)
+    >>> model(torch.randn(2, 3, 32, 32)).shape
+    torch.Size([2, 10])
+    """
+    return get_backbone(backbone)(attention, num_classes, in_channels, width, **attention_kwargs)
+
+
+def stage_channels(backbone: str, width: int | float | None = None) -> list[int]:
+    """Channel count of the attention modules in each stage, without building the model.
+
+    >>> stage_channels("resnet-50")
+    [256, 512, 1024, 2048]
+    """
+    return get_backbone(backbone).stage_channels(width)
+
+
+# Summary ----------------------------------------------------------------------------------------
+
+def summarize(model: nn.Module, input_size: Sequence[int]) -> dict[str, Any]:
+    """Parameter counts and FLOPs of one forward pass of ONE image of ``input_size`` (C, H, W).
+
+    ``flops`` is what ``torch.utils.flop_counter.FlopCounterMode`` counts: convolutions and matrix
+    products only, one multiply-add = 2 FLOPs. ``macs = flops // 2`` is the unit papers call
+    "FLOPs" (ResNet-50: 4.1 G by torchvision's count, 3.86 G in the ECA paper). The pass runs in
+    eval mode without gradients, in the model's dtype, device and memory format; each module's
+    training flag is restored afterwards.
+
+    >>> summarize(build_model("resnet-20"), (3, 32, 32))["total_params"]
+    269722
+    """
+    shape = tuple(input_size)
+    if len(shape) == 4 and shape[0] == 1:
+        shape = shape[1:]
+    if len(shape) != 3:
+        raise ValueError(f"input_size must be (C, H, W) or (1, C, H, W), got {tuple(input_size)!r}")
+    param = next(model.parameters())
+    x = torch.zeros((1, *shape), dtype=param.dtype, device=param.device)
+    if _is_channels_last(model):
+        x = x.to(memory_format=torch.channels_last)
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        for m, training in modes:
+            m.training = training
+    flops = counter.get_total_flops()
+    attention_modules = [m for m in model.modules() if is_attention(m)]
+    return {
+        "backbone": getattr(model, "backbone", None),
+        "attention": getattr(model, "attention", None),
+        "kernel_sizes": getattr(model, "kernel_sizes", None),
+        "input_size": shape,
+        "total_params": sum(p.numel() for p in model.parameters()),
+        "attention_params": sum(p.numel() for m in attention_modules for p in m.parameters()),
+        "attention_modules": len(attention_modules),
+        "flops": flops,
+        "macs": flops // 2,
+    }
+
+
+def _is_channels_last(model: nn.Module) -> bool:
+    return any(p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
+               for p in model.parameters())
