@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import time
@@ -69,24 +70,30 @@ def _elapsed(fn: Callable[[], object], number: int) -> float:
     return (time.perf_counter() - start) / number
 
 
+def calibrate(fn: Callable[[], object], min_time: float = 0.02) -> int:
+    """Calls per timed sample so that one sample lasts at least ``min_time`` seconds."""
+    return max(1, math.ceil(min_time / max(_elapsed(fn, 1), 1e-9)))
+
+
 def time_pair(fn_a: Callable[[], object], fn_b: Callable[[], object], repeats: int = 21,
-              warmup: int = 3, number: int = 1) -> dict:
+              warmup: int = 3, number: int | None = None) -> dict:
     """Time ``fn_a`` and ``fn_b`` interleaved; summarize the per-repeat ratios ``t_a / t_b``.
 
-    Each repeat times both (``number`` calls each), alternating which goes first, so drift and
-    bursts of load on a shared machine fall on both. Returns seconds per call for each and the
-    ratio summary: ``{"a": {...}, "b": {...}, "ratio": {"median", "q1", "q3", "min", "max"},
-    "repeats": n}``. A ratio above 1 means ``fn_b`` is faster.
+    Each repeat times both (``number`` calls each; by default enough for 20 ms), alternating which
+    goes first, so drift and bursts of load on a shared machine fall on both. Returns seconds per
+    call of each and the ratio summary: ``{"a": {...}, "b": {...}, "ratio": {"median", "q1", "q3",
+    "min", "max"}, "repeats": n, "number": calls}``. A ratio above 1 means ``fn_b`` is faster.
 
     >>> r = time_pair(lambda: sum(range(1000)), lambda: sum(range(1000)), repeats=5, warmup=1)
     >>> sorted(r)
-    ['a', 'b', 'ratio', 'repeats']
+    ['a', 'b', 'number', 'ratio', 'repeats']
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     for _ in range(warmup):
         fn_a()
         fn_b()
+    number = number or calibrate(fn_a)
     times_a, times_b = [], []
     for i in range(repeats):
         if i % 2:
@@ -97,13 +104,15 @@ def time_pair(fn_a: Callable[[], object], fn_b: Callable[[], object], repeats: i
             times_b.append(_elapsed(fn_b, number))
     ratios = [a / b for a, b in zip(times_a, times_b)]
     return {"a": summarize(times_a), "b": summarize(times_b), "ratio": summarize(ratios),
-            "repeats": repeats}
+            "repeats": repeats, "number": number}
 
 
-def time_one(fn: Callable[[], object], repeats: int = 21, warmup: int = 3, number: int = 1) -> dict:
+def time_one(fn: Callable[[], object], repeats: int = 21, warmup: int = 3,
+             number: int | None = None) -> dict:
     """Seconds per call of ``fn``: median, quartiles and range over ``repeats``."""
     for _ in range(warmup):
         fn()
+    number = number or calibrate(fn)
     return summarize([_elapsed(fn, number) for _ in range(repeats)])
 
 
@@ -125,7 +134,8 @@ def make_input(shape: tuple[int, ...], layout: str, seed: int = 0) -> tuple[Tens
     return x, grad
 
 
-def compare_eca(shape: tuple[int, ...], layout: str, repeats: int, warmup: int, number: int) -> dict:
+def compare_eca(shape: tuple[int, ...], layout: str, repeats: int, warmup: int,
+                number: int | None) -> dict:
     """Interleaved timing of the reference against ecasweep's ``eca`` (same weights)."""
     x, grad = make_input(shape, layout)
     ours = create_attention("eca", shape[1], k=3)
@@ -136,24 +146,24 @@ def compare_eca(shape: tuple[int, ...], layout: str, repeats: int, warmup: int, 
                        repeats, warmup, number)
     return {"shape": list(shape), "layout": layout, "ref_ms": result["a"]["median"] * 1e3,
             "ours_ms": result["b"]["median"] * 1e3, "ratio": result["ratio"],
-            "repeats": result["repeats"]}
+            "repeats": result["repeats"], "number": result["number"]}
 
 
-def time_variants(shape: tuple[int, ...], layout: str, repeats: int, warmup: int, number: int) -> dict:
-    """Median fwd+bwd milliseconds of every registered variant."""
+def time_variants(shape: tuple[int, ...], layout: str, repeats: int, warmup: int,
+                  number: int | None) -> dict:
+    """Median fwd+bwd milliseconds of every registered variant but ``none``."""
     x, grad = make_input(shape, layout)
     out = {}
     for name in REGISTRY:
+        if name == "none":  # the identity: no graph, nothing to time
+            continue
         module = create_attention(name, shape[1], **VARIANT_KWARGS.get(name, {}))
-        if name == "none":  # no parameters and no graph: time the identity's backward anyway
-            step = lambda: torch.autograd.grad(x * 1.0, (x,), grad)  # noqa: E731
-        else:
-            step = forward_backward(module, x, grad)
-        out[name] = time_one(step, repeats, warmup, number)["median"] * 1e3
+        timing = time_one(forward_backward(module, x, grad), repeats, warmup, number)
+        out[name] = timing["median"] * 1e3
     return out
 
 
-def run(repeats: int, warmup: int, number: int, variants: bool) -> dict:
+def run(repeats: int, warmup: int, number: int | None, variants: bool) -> dict:
     """All measurements as plain data (rendered by ``render``)."""
     torch.set_num_threads(os.cpu_count() or 1)
     results = {"torch": torch.__version__, "threads": torch.get_num_threads(), "eca": [], "variants": []}
@@ -171,7 +181,7 @@ def render(results: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=max(Console().width, 120))
     table = Table(title=f"eca fwd+bwd vs reference (torch {results['torch']}, "
                         f"{results['threads']} threads, float32 CPU)")
     for col in ("shape", "layout", "ref ms", "ours ms", "ratio median", "IQR", "min-max", "n"):
@@ -199,7 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=21, help="interleaved repeats per shape")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls of each before timing")
-    parser.add_argument("--number", type=int, default=1, help="calls per timed sample")
+    parser.add_argument("--number", type=int, default=None,
+                        help="calls per timed sample (default: enough for 20 ms)")
     parser.add_argument("--quick", action="store_true", help="7 repeats, 1 warm-up, eca only")
     parser.add_argument("--no-variants", action="store_true", help="skip timing the other variants")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")

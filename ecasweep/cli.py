@@ -15,6 +15,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -57,6 +58,8 @@ def _quiet_libraries() -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Heartbeats and fail_stale_trials are marked experimental; they are what resuming relies on.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 

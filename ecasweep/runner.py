@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .config import RuntimeConfig
+from .data import load_dataset
 from .results import SPEC_ATTR, TrialRecord, read_records
 from .spec import StudySpec, load_study
 from .storage import default_storage_url, load_study as load_stored, mask_url, open_storage
@@ -38,6 +39,7 @@ def run(study_name: str, profile: str = "quick", overrides: Sequence[str] = (), 
         checkpoint_dir: str | None = None, dry_run: bool = False, console: Console | None = None) -> RunOutcome | None:
     """Run or resume ``study_name``; None for a dry run (which prints the plan instead)."""
     spec = load_study(study_name, profile, overrides)
+    load_dataset(spec.data, seed=0)  # a missing dataset or an impossible subset fails before anything is written
     url = storage_url or default_storage_url()
     storage = open_storage(url)
     study = open_study(spec, storage, name, url)

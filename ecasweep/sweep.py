@@ -31,6 +31,7 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -225,9 +226,11 @@ def run_claimed(study: optuna.Study, trial: optuna.trial.Trial, config, objectiv
     """Run one claimed trial to the end and record it; returns its final state name.
 
     Errors in the trial (NaN loss, out of memory) are recorded as FAIL with the reason and do not
-    stop the worker; Ctrl-C is recorded as ``interrupted`` and re-raised.
+    stop the worker; Ctrl-C is recorded as ``interrupted`` and re-raised, and so is a user error
+    (``EcasweepError``: missing data, a bad value), which would fail every other cell alike.
     """
     emit = on_event or (lambda *_: None)
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     emit("start", {"number": trial.number, "cell": trial.user_attrs.get("cell", ""), "epochs": config.train.epochs})
 
     def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
@@ -243,6 +246,9 @@ def run_claimed(study: optuna.Study, trial: optuna.trial.Trial, config, objectiv
         except KeyboardInterrupt:
             _finish_failed(study, trial, INTERRUPTED)
             emit("end", {"number": trial.number, "state": "FAIL", "reason": INTERRUPTED})
+            raise
+        except EcasweepError as exc:  # a user error (missing data, bad value): every cell would fail alike
+            _finish_failed(study, trial, f"{type(exc).__name__}: {exc}")
             raise
         except optuna.TrialPruned:
             study.tell(trial, state=TrialState.PRUNED)
