@@ -218,7 +218,8 @@ def run(
     storage: Optional[str] = StorageOpt,
     name: Optional[str] = NameOpt,
     devices: str = typer.Option("auto", help="Comma-separated devices, one worker each: cpu,cpu or cuda:0,cuda:1."),
-    workers: int = typer.Option(1, help="Worker processes on the one device given (CPU threads are split)."),
+    workers: int = typer.Option(0, help="Worker processes on the one device given [default: one per core on "
+                                        "the CPU, one per GPU]; CPU threads are split between them."),
     checkpoint_dir: Optional[str] = typer.Option(None, help="Per-trial checkpoints [default: .ecasweep/checkpoints/STUDY]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the cells, what is done, and the estimated cost."),
     no_table: bool = typer.Option(False, "--no-table", help="Do not print the table at the end."),

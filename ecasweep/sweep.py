@@ -144,7 +144,8 @@ def ensure_cells(study: optuna.Study, spec: StudySpec, retry_failed: bool) -> in
     """
     fail_stale_trials(study)
     enqueued = 0
-    for status in cell_statuses(study, spec):
+    # Longest first (deeper backbones), so that parallel workers do not end on one long straggler.
+    for status in sorted(cell_statuses(study, spec), key=lambda s: -_depth(s.cell.backbone)):
         retry = status.state == "failed" and (retry_failed or status.record.fail_reason in (None, INTERRUPTED))
         if status.state == "todo" or retry:
             cell = status.cell
@@ -152,6 +153,11 @@ def ensure_cells(study: optuna.Study, spec: StudySpec, retry_failed: bool) -> in
                                                           {"attention": cell.arm.attention, **cell.arm.kwargs}))
             enqueued += 1
     return enqueued
+
+
+def _depth(backbone: str) -> int:
+    digits = "".join(c for c in backbone.rsplit("-", 1)[-1] if c.isdigit())
+    return int(digits) if digits else 0
 
 
 def claim(study: optuna.Study) -> optuna.trial.Trial | None:
@@ -345,9 +351,11 @@ class Slot:
 
 
 def plan_slots(devices: Sequence[str] | None, workers: int | None) -> list[Slot]:
-    """Worker slots: one per listed device (``cpu,cpu`` is two CPU workers), or ``workers`` CPU
-    workers; ``auto`` is one worker per GPU, else CPU. CPU threads are split between CPU workers."""
-    names = [d.strip() for d in (devices or ["auto"]) if d.strip()]
+    """Worker slots: one per listed device (``cpu,cpu`` is two CPU workers), or ``workers`` workers
+    on the one device given; ``auto`` is one worker per GPU, else the CPU. CPU threads are split
+    between CPU workers. ``workers`` None or 0 on a lone CPU means one single-threaded worker per
+    core: small CIFAR-style models use one core better than two (see docs/performance.md)."""
+    names = [d.strip() for d in (devices or ["auto"]) if d.strip()] or ["auto"]
     if names == ["auto"]:
         device = resolve_device("auto")
         if device.type == "cuda":
@@ -356,6 +364,8 @@ def plan_slots(devices: Sequence[str] | None, workers: int | None) -> list[Slot]
             names = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
         else:
             names = [device.type]
+    if not workers and names == ["cpu"]:
+        workers = cpu_count()
     if workers and workers > 1:
         if len(names) != 1:
             raise SpecError("--workers N repeats one device; with several --devices, list one per worker")
