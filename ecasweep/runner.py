@@ -21,7 +21,7 @@ from .config import RuntimeConfig
 from .data import load_dataset
 from .results import SPEC_ATTR, TrialRecord, read_records
 from .spec import StudySpec, load_study
-from .storage import default_storage_url, load_study as load_stored, mask_url, open_storage
+from .storage import default_storage_url, load_study as load_stored, mask_url, normalize_url, open_storage, sqlite_path
 from .sweep import (CellStatus, cell_statuses, default_checkpoint_dir, ensure_cells, open_study, plan_slots,
                     run_workers, stored_spec, work)
 
@@ -41,12 +41,14 @@ def run(study_name: str, profile: str = "quick", overrides: Sequence[str] = (), 
     spec = load_study(study_name, profile, overrides)
     load_dataset(spec.data, seed=0)  # a missing dataset or an impossible subset fails before anything is written
     url = storage_url or default_storage_url()
-    storage = open_storage(url)
-    study = open_study(spec, storage, name, url)
     slots = plan_slots(devices, workers)
     if dry_run:
-        _print_plan(study, spec, slots, console or Console())
+        _print_plan(_existing_study(spec, url, name), spec, slots, console or Console())
         return None
+    study = open_study(spec, open_storage(url), name, url)
+    stored = stored_spec(study)
+    if stored.seeds > spec.seeds:  # fewer seeds than planned does not shrink a study
+        spec = dataclasses.replace(spec, seeds=stored.seeds)
     ensure_cells(study, spec, retry_failed=True)
     ckpt = checkpoint_dir or default_checkpoint_dir(study.study_name)
     with StudyProgress(study, spec, console, len(slots)) as progress:
@@ -150,17 +152,29 @@ class StudyProgress:
             self.refresh(force=True)
 
 
-def _print_plan(study: optuna.Study, spec: StudySpec, slots, console: Console) -> None:
+def _existing_study(spec: StudySpec, url: str, name: str | None) -> optuna.Study | None:
+    """The study if it is already stored (checked against ``spec``), else None; creates nothing."""
+    path = sqlite_path(normalize_url(url)) if normalize_url(url).startswith("sqlite") else None
+    if path is not None and not path.exists():
+        return None
+    storage = open_storage(url, create=False)
+    if (name or spec.name) not in optuna.get_all_study_names(storage):
+        return None
+    return open_study(spec, storage, name, url)
+
+
+def _print_plan(study: optuna.Study | None, spec: StudySpec, slots, console: Console) -> None:
     from .estimate import estimate_seconds
 
-    statuses = cell_statuses(study, spec)
-    table = Table(title=f"{study.study_name}: {len(statuses)} cells ({spec.profile} profile)")
+    statuses = cell_statuses(study, spec) if study else [CellStatus(c, "todo") for c in spec.cells()]
+    title = study.study_name if study else f"{spec.name} (not started)"
+    table = Table(title=f"{title}: {len(statuses)} cells ({spec.profile} profile)")
     for column in ("cell", "state", "trial"):
         table.add_column(column)
     for s in statuses:
         table.add_row(s.cell.key, s.state, str(s.record.number) if s.record else "")
     console.print(table)
     remaining = [s.cell for s in statuses if s.state != "done"]
-    seconds, how = estimate_seconds(spec, remaining, read_records(study), slots)
+    seconds, how = estimate_seconds(spec, remaining, read_records(study) if study else [], slots)
     console.print(f"{len(remaining)} cells to run on {len(slots)} worker(s) "
                   f"({', '.join(s.device for s in slots)}): about {seconds / 60:.1f} min ({how})")

@@ -112,7 +112,7 @@ def test_dry_run_status_and_table(study_file, tmp_path):
     dry = runner.invoke(app, ["run", str(study_file), "--storage", storage, "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert "6 cells to run" in dry.output and "about" in dry.output
-    assert _complete_per_cell(storage, "tiny") == Counter()
+    assert not (tmp_path / "sweep.db").exists()  # a dry run writes nothing
 
     assert runner.invoke(app, ["run", str(study_file), "--storage", storage, "--set", "seeds=1"]).exit_code == 0
     status = runner.invoke(app, ["status", "tiny", "--storage", storage, "--json"])
@@ -171,7 +171,8 @@ def test_ctrl_c_marks_the_trial_interrupted_exits_130_and_resumes(tmp_path):
     assert proc.returncode == 130, out
     assert "Traceback" not in out
     records = read_records(optuna.load_study(study_name="tiny", storage=storage))
-    assert [r.fail_reason for r in records if r.state == "FAIL"] == ["interrupted"]
+    reasons = [r.fail_reason for r in records if r.state == "FAIL"]
+    assert reasons and set(reasons) == {"interrupted"}  # one per worker that was running a trial
 
     again = subprocess.run([sys.executable, "-m", "ecasweep", "run", str(study_file)], env=env,
                            capture_output=True, text=True, timeout=600)

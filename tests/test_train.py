@@ -139,8 +139,9 @@ def test_warmup_ramps_linearly():
 @pytest.mark.slow
 def test_real_fashion_mnist_resnet20_eca_one_epoch_beats_70(fashion_mnist_dir):
     config = TrialConfig(ModelConfig("resnet-20", "eca", {"k": 3}),
-                         DataConfig("fashion-mnist", data_dir=str(fashion_mnist_dir), subset=5000),
-                         TrainConfig(epochs=1, batch_size=64, lr=0.05), 0,
+                         DataConfig("fashion-mnist", data_dir=str(fashion_mnist_dir), subset=5000, augment=False),
+                         TrainConfig(epochs=1, batch_size=32, lr=0.15, nesterov=True, schedule="onecycle",
+                                     eval_batch_size=128), 0,
                          RuntimeConfig(device="cpu"))
     result = run_trial(config)
     assert result.top1 > 70.0, result.top1
