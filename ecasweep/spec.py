@@ -109,7 +109,10 @@ SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
 DEFAULT_PROFILE = "quick"
 PROFILES_FILE = "_profiles.toml"
-BUILTIN_STUDIES = Path(__file__).resolve().parents[1] / "studies"
+#: the repository's studies/ (an editable install), else the copy shipped as ecasweep/studies
+BUILTIN_STUDIES = next((p for p in (Path(__file__).resolve().parents[1] / "studies",
+                                    Path(__file__).resolve().parent / "studies") if p.is_dir()),
+                       Path(__file__).resolve().parents[1] / "studies")
 
 #: arm arguments, in the order canonical ids list them
 ARM_ARGS = ("r", "groups", "group_size", "k", "gamma", "beta", "min_k", "bias", "round_to")
