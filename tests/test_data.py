@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,6 @@ from torch import nn
 from ecasweep import data as D
 from ecasweep.config import DataConfig
 from ecasweep.errors import ConfigError, DataError
-
-
-def require_fashion_mnist() -> Path:
-    """The Debian Fashion-MNIST directory; skips when absent, fails instead if ECASWEEP_REQUIRE_DATA=1."""
-    directory = Path(D.DEBIAN_FASHION_MNIST)
-    if len(D.find_idx_files(directory)) == len(D.FASHION_MNIST_FILES):
-        return directory
-    reason = f"Fashion-MNIST not installed at {directory} (apt-get install dataset-fashion-mnist)"
-    if os.environ.get("ECASWEEP_REQUIRE_DATA") == "1":
-        pytest.fail(f"{reason}, and ECASWEEP_REQUIRE_DATA=1")
-    pytest.skip(reason)
 
 
 def synthetic(seed: int = 0, **kwargs) -> D.LoadedData:
@@ -285,8 +273,8 @@ def test_missing_fashion_mnist_lists_every_place_and_both_remedies(no_data_anywh
     assert "\n" not in message
 
 
-def test_real_fashion_mnist_loads_from_the_debian_location():
-    directory = require_fashion_mnist()
+def test_real_fashion_mnist_loads_from_the_debian_location(fashion_mnist_dir):
+    directory = fashion_mnist_dir
     data = D.load_dataset(DataConfig("fashion-mnist", val_split=1000, subset=5000), seed=0)
     assert (data.num_classes, data.in_channels, data.image_size) == (10, 1, (28, 28))
     assert data.describe()["source"] == str(directory)

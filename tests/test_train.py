@@ -9,7 +9,6 @@ import sys
 import textwrap
 
 import pytest
-import torch
 
 from ecasweep.config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
 from ecasweep.errors import ConfigError, NonFiniteLossError
