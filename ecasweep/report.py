@@ -316,7 +316,7 @@ def build_table(spec: Mapping[str, Any], records: Sequence[TrialRecord], metric:
     reference = paper_reference()
     groups = _group(spec, records)
     arms = list(dict.fromkeys(arm for _, arm in groups))
-    baseline = baseline if baseline is not None else spec.get("baseline")
+    baseline = baseline if baseline is not None else (spec.get("baseline") or None)
     if baseline is not None and baseline not in arms:
         raise EcasweepError(f"baseline arm {baseline!r} is not in the study; arms: {', '.join(arms)}")
     planned = int(spec.get("seeds") or 0)

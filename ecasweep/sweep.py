@@ -36,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -312,7 +313,9 @@ def _search(study: optuna.Study, spec: StudySpec, runtime: RuntimeConfig, on_eve
     backbone = spec.backbones[0]
     while len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
                                                        TrialState.RUNNING, TrialState.FAIL))) < spec.search.n_trials:
-        trial = study.ask()
+        with warnings.catch_warnings():  # ecasweep records the heartbeats itself (see _Heartbeat)
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            trial = study.ask()
         params = suggest(trial, spec.search.space)
         config = spec.search_trial_config(params, backbone, 0, runtime)
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, eval_every=1))
