@@ -111,14 +111,53 @@ class _PooledGateScale(torch.autograd.Function):
         grad_x = None
         if need_x:
             grad_y, *grads = grads
-            gate = ctx.gate.detach().to(x.dtype)[:, :, None, None]
-            grad_pooled = (grad_y / (x.shape[2] * x.shape[3])).to(x.dtype)[:, :, None, None]
-            if buffer.stride(1) == 1:  # channels innermost (channels_last): one addcmul pass
-                grad_x = torch.addcmul(grad_pooled, grad_out, gate, out=buffer)
-            else:  # H*W innermost: an addcmul with two broadcast operands is not vectorised
-                grad_x = torch.mul(grad_out, gate, out=buffer).add_(grad_pooled)
+            grad_x = _input_grad(buffer, grad_out, ctx.gate.detach(), grad_y)
         grads = iter(grads)
         return (grad_x, None, *(next(grads) if need else None for need in need_params))
+
+
+def _input_grad(buffer: Tensor, grad_out: Tensor, gate: Tensor, grad_y: Tensor) -> Tensor:
+    """``grad_out * gate + grad_y / HW`` (the product's and the mean's gradients), written into ``buffer``."""
+    dtype = buffer.dtype
+    gate = gate.to(dtype)[:, :, None, None]
+    grad_pooled = (grad_y / (buffer.shape[2] * buffer.shape[3])).to(dtype)[:, :, None, None]
+    if buffer.stride(1) == 1:  # channels innermost (channels_last): one addcmul pass
+        return torch.addcmul(grad_pooled, grad_out, gate, out=buffer)
+    # H*W innermost: an addcmul with two broadcast operands is not vectorised
+    return torch.mul(grad_out, gate, out=buffer).add_(grad_pooled)
+
+
+class _KernelGateScale(torch.autograd.Function):
+    """``x * sigmoid(C1D(mean_hw(x)) + bias)`` for the ECA family, with the whole backward by hand.
+
+    Same arithmetic as ``_PooledGateScale`` with ``_ChannelConv`` as the gate, without what costs
+    most at the sizes of a CIFAR ResNet (C = 16-64, batch 32): the re-entrant ``autograd.grad`` of the
+    generic gate (about 0.2 ms a call on one core) and the inner autograd.Function.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, circular: bool) -> Tensor:
+        y = x.mean((2, 3), dtype=_accumulator(x.dtype))
+        padded = _pad_channels(y, weight.shape[1] // 2, circular)
+        z = _conv_taps(padded, weight, y.shape[1])
+        gate = torch.sigmoid(z if bias is None else z + bias)
+        ctx.save_for_backward(x, padded, weight, gate)
+        ctx.circular, ctx.bias_shape = circular, None if bias is None else bias.shape
+        return x * gate.to(x.dtype)[:, :, None, None]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        x, padded, weight, gate = ctx.saved_tensors
+        need_x, need_w, need_b, _ = ctx.needs_input_grad
+        buffer = torch.mul(grad_out, x)
+        grad_z = torch.ops.aten.sigmoid_backward(buffer.sum((2, 3), dtype=gate.dtype), gate)
+        grad_y, grad_w = _conv_taps_backward(grad_z, padded, weight, ctx.circular, need_x, need_w)
+        grad_b = None
+        if need_b:
+            grad_b = grad_z.sum(0) if ctx.bias_shape[0] > 1 else grad_z.sum().reshape(ctx.bias_shape)
+        grad_x = _input_grad(buffer, grad_out, gate, grad_y) if need_x else None
+        return grad_x, grad_w, grad_b, None
 
 
 def _accumulator(dtype: torch.dtype) -> torch.dtype:
@@ -277,6 +316,20 @@ class _KernelAttention(ChannelAttention):
         self.adaptive = k == ADAPTIVE
         self.gamma, self.beta = gamma, beta
 
+    def kernel(self) -> tuple[Tensor, Tensor | None, bool]:
+        """(weight (1 or C, k), bias or None, circular padding) of the gate's channel convolution."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"{type(self).__name__} expects (N, {self.channels}, H, W), "
+                             f"got {tuple(x.shape)}")
+        weight, bias, circular = self.kernel()
+        if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                        or (bias is not None and bias.requires_grad)):
+            return _KernelGateScale.apply(x, weight, bias, circular)
+        return super().forward(x)
+
     def extra_repr(self) -> str:
         return f"channels={self.channels}, k={self.k}" + (" (adaptive)" if self.adaptive else "")
 
@@ -300,36 +353,47 @@ class _ChannelConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y: Tensor, weight: Tensor, circular: bool) -> Tensor:
-        channels, k = y.shape[1], weight.shape[1]
-        padded = _pad_channels(y, k // 2, circular)
-        taps = weight.unbind(1)
-        z = padded[:, :channels] * taps[0]
-        for j in range(1, k):
-            z.addcmul_(padded[:, j:j + channels], taps[j])
+        padded = _pad_channels(y, weight.shape[1] // 2, circular)
         ctx.save_for_backward(padded, weight)
         ctx.circular = circular
-        return z
+        return _conv_taps(padded, weight, y.shape[1])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_z: Tensor):
         padded, weight = ctx.saved_tensors
-        (n, channels), k = grad_z.shape, weight.shape[1]
-        pad = k // 2
-        grad_y = grad_w = None
-        if ctx.needs_input_grad[0]:
-            grad_padded = grad_z.new_zeros(n, channels + 2 * pad)
-            for j, tap in enumerate(weight.unbind(1)):
-                grad_padded[:, j:j + channels].addcmul_(grad_z, tap)
-            grad_y = grad_padded[:, pad:pad + channels]
-            if ctx.circular and pad:  # the copies at the two ends belong to the other end
-                grad_y = grad_y.clone()
-                grad_y[:, :pad] += grad_padded[:, channels + pad:]
-                grad_y[:, channels - pad:] += grad_padded[:, :pad]
-        if ctx.needs_input_grad[1]:
-            products = padded.unfold(1, k, 1) * grad_z[:, :, None]  # (N, C, k)
-            grad_w = products.sum((0, 1))[None] if weight.shape[0] == 1 else products.sum(0)
-        return grad_y, grad_w, None
+        need_y, need_w, _ = ctx.needs_input_grad
+        return (*_conv_taps_backward(grad_z, padded, weight, ctx.circular, need_y, need_w), None)
+
+
+def _conv_taps(padded: Tensor, weight: Tensor, channels: int) -> Tensor:
+    taps = weight.unbind(1)
+    z = padded[:, :channels] * taps[0]
+    for j in range(1, len(taps)):
+        z.addcmul_(padded[:, j:j + channels], taps[j])
+    return z
+
+
+def _conv_taps_backward(grad_z: Tensor, padded: Tensor, weight: Tensor, circular: bool, need_y: bool,
+                        need_w: bool) -> tuple[Tensor | None, Tensor | None]:
+    """Gradients of ``_conv_taps`` w.r.t. the unpadded input and the weight."""
+    (n, channels), k = grad_z.shape, weight.shape[1]
+    pad = k // 2
+    grad_y = grad_w = None
+    if need_y:
+        grad_padded = grad_z.new_zeros(n, channels + 2 * pad)
+        for j, tap in enumerate(weight.unbind(1)):
+            grad_padded[:, j:j + channels].addcmul_(grad_z, tap)
+        grad_y = grad_padded[:, pad:pad + channels]
+        if circular and pad:  # the copies at the two ends belong to the other end
+            grad_y = grad_y.clone()
+            grad_y[:, :pad] += grad_padded[:, channels + pad:]
+            grad_y[:, channels - pad:] += grad_padded[:, :pad]
+    if need_w:
+        products = padded.unfold(1, k, 1) * grad_z[:, :, None]  # (N, C, k)
+        grad_w = products.sum((0, 1))[None] if weight.shape[0] == 1 else products.sum(0)
+        grad_w = grad_w.to(weight.dtype)
+    return grad_y, grad_w
 
 
 def _pad_channels(y: Tensor, pad: int, circular: bool) -> Tensor:
@@ -362,6 +426,9 @@ class ECA(_KernelAttention):
         z = _channel_conv(y, self.conv.weight.view(1, self.k), self.padding_mode)
         return z if self.conv.bias is None else z + self.conv.bias
 
+    def kernel(self) -> tuple[Tensor, Tensor | None, bool]:
+        return self.conv.weight.view(1, self.k), self.conv.bias, self.padding_mode == "circular"
+
 
 class CECA(ECA):
     """``ceca``: ECA with circular padding, so the first and last channels are neighbours."""
@@ -389,6 +456,9 @@ class ECANS(_KernelAttention):
     def gate_logits(self, y: Tensor) -> Tensor:
         z = _channel_conv(y, self.weight, "zeros")
         return z if self.bias is None else z + self.bias
+
+    def kernel(self) -> tuple[Tensor, Tensor | None, bool]:
+        return self.weight, self.bias, False
 
 
 REGISTRY: dict[str, type[nn.Module]] = {
