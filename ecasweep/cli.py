@@ -14,7 +14,6 @@ import dataclasses
 import json
 import logging
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -25,7 +24,9 @@ from rich.table import Table
 
 from .errors import EcasweepError
 
+# No locals in tracebacks: they would print storage URLs, passwords included.
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  pretty_exceptions_show_locals=False,
                   help="Re-run and extend the ECA-Net channel-attention ablations, with honest statistics.")
 console = Console()
 err = Console(stderr=True)
@@ -41,13 +42,25 @@ NameOpt = typer.Option(None, "--name", help="Optuna study name [default: the stu
 
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
-    """One line and exit code 2 for errors the user can fix; 130 for Ctrl-C."""
-    from .storage import mask_url
+    """One line and exit code 2 for errors the user can fix; 130 for Ctrl-C.
+
+    A storage that fails mid-command (the server went away, the disk is full) is one of those too.
+    """
+    from rich.markup import escape
+
+    from .storage import mask_url, storage_failure
 
     try:
         yield
     except EcasweepError as exc:
-        err.print(f"[bold red]error:[/] {mask_url(str(exc))}", highlight=False, soft_wrap=True)
+        # escape: messages hold brackets ("[data]", "ecasweep[postgres]") that are not Rich markup
+        err.print(f"[bold red]error:[/] {escape(mask_url(str(exc)))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except Exception as exc:
+        failure = storage_failure(exc)
+        if failure is None:
+            raise
+        err.print(f"[bold red]error:[/] {escape(failure)}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: running trials were marked 'interrupted'; run the same command to resume")
@@ -280,6 +293,8 @@ def status(study: str = typer.Argument(..., help="Study name in the storage."),
 
     Example: [bold]ecasweep status kernel-size[/]
     """
+    from rich.markup import escape
+
     from . import runner
 
     _quiet_libraries()
@@ -298,8 +313,8 @@ def status(study: str = typer.Argument(..., help="Study name in the storage."),
         table.add_column(column, overflow="fold")
     for s in statuses:
         top1 = s.record.metrics.get("top1") if s.record else None
-        table.add_row(s.cell.key, s.state, str(s.record.number) if s.record else "",
-                      f"{top1:.2f}" if isinstance(top1, float) else "", s.reason or "")
+        table.add_row(escape(s.cell.key), s.state, str(s.record.number) if s.record else "",
+                      f"{top1:.2f}" if isinstance(top1, float) else "", escape(s.reason or ""))
     console.print(table)
 
 
@@ -411,3 +426,76 @@ def plot(
 def main() -> None:
     """Console entry point."""
     app()
+
+
+# ------------------------------------------------------------------------------------------ bench
+
+bench_app = typer.Typer(no_args_is_help=False, help="Benchmarks: attention modules, models (Table 3), "
+                        "the trial engine, sweeps. With no sub-command, all four.")
+app.add_typer(bench_app, name="bench")
+BenchQuickOpt = typer.Option(False, "--quick", help="Tiny sizes: everything runs in seconds; the numbers mean little.")
+BenchDeviceOpt = typer.Option("auto", "--device", help="cpu, cuda, cuda:N, mps or auto.")
+BenchJsonOpt = typer.Option(False, "--json", help="Print the results as one JSON object.")
+
+
+def _bench(names: tuple[str, ...], quick: bool, device: str, as_json: bool) -> None:
+    from .bench import ratios, render, run_all
+
+    _quiet_libraries()
+    with _user_errors():
+        results = _model_errors(lambda: run_all(quick=quick, device=device, which=names))
+    if as_json:
+        _print_json({**results, "ratios": ratios(results)})
+        return
+    render(results, console)
+    for name, value in ratios(results).items():
+        console.print(f"{name}: [bold]{value:.3f}[/]")
+
+
+@bench_app.callback(invoke_without_command=True)
+def bench_all(ctx: typer.Context, quick: bool = BenchQuickOpt, device: str = BenchDeviceOpt,
+              as_json: bool = BenchJsonOpt) -> None:
+    """Run all four benchmarks (under 5 minutes on a 2-core CPU).
+
+    Example: [bold]ecasweep bench --json > bench.json[/]
+    """
+    if ctx.invoked_subcommand is None:
+        from .bench import BENCHMARKS
+
+        _bench(BENCHMARKS, quick, device, as_json)
+
+
+@bench_app.command("modules")
+def bench_modules(quick: bool = BenchQuickOpt, device: str = BenchDeviceOpt, as_json: bool = BenchJsonOpt) -> None:
+    """fwd+bwd time of every attention variant, and eca against the paper's eca_layer (ratio ref / ours).
+
+    Example: [bold]ecasweep bench modules[/]
+    """
+    _bench(("modules",), quick, device, as_json)
+
+
+@bench_app.command("models")
+def bench_models(quick: bool = BenchQuickOpt, device: str = BenchDeviceOpt, as_json: bool = BenchJsonOpt) -> None:
+    """The paper's Table 3 here: params, FLOPs, train/infer images/s, overhead vs none, the paper's beside.
+
+    Example: [bold]ecasweep bench models --device cuda[/]
+    """
+    _bench(("models",), quick, device, as_json)
+
+
+@bench_app.command("engine")
+def bench_engine(quick: bool = BenchQuickOpt, device: str = BenchDeviceOpt, as_json: bool = BenchJsonOpt) -> None:
+    """Images/s of the trial engine against a plain torchvision pipeline, and both accuracies.
+
+    Example: [bold]ecasweep bench engine[/]
+    """
+    _bench(("engine",), quick, device, as_json)
+
+
+@bench_app.command("sweep")
+def bench_sweep(quick: bool = BenchQuickOpt, device: str = BenchDeviceOpt, as_json: bool = BenchJsonOpt) -> None:
+    """A small grid study with 1 worker and with N: trials per hour, time outside training per trial.
+
+    Example: [bold]ecasweep bench sweep[/]
+    """
+    _bench(("sweep",), quick, device, as_json)

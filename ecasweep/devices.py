@@ -24,7 +24,7 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("cuda", torch.cuda.current_device())
         if _mps_available():
             return torch.device("mps")
-        log.info("no GPU found: running on the CPU")
+        _notice_cpu_fallback()
         return torch.device("cpu")
     try:
         device = torch.device(name)
@@ -47,6 +47,16 @@ def resolve_device(name: str) -> torch.device:
             raise DeviceError("device 'mps' asked for, but Apple's MPS backend is not available here")
         return device
     raise DeviceError(f"unsupported device {name!r}; expected cpu, cuda, cuda:N, mps or auto")
+
+
+_noticed: list[bool] = []
+
+
+def _notice_cpu_fallback() -> None:
+    """Say once per process that ``auto`` found no GPU (a warning, so that the CLI shows it)."""
+    if not _noticed:
+        _noticed.append(True)
+        log.warning("no GPU found: device 'auto' runs on the CPU")
 
 
 def _mps_available() -> bool:

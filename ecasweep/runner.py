@@ -21,7 +21,7 @@ from .config import RuntimeConfig
 from .data import load_dataset
 from .results import SPEC_ATTR, TrialRecord, read_records
 from .spec import StudySpec, load_study
-from .storage import default_storage_url, load_study as load_stored, mask_url, normalize_url, open_storage, sqlite_path
+from .storage import default_storage_url, load_study as load_stored, normalize_url, open_storage, sqlite_path
 from .sweep import (CellStatus, cell_statuses, default_checkpoint_dir, ensure_cells, open_study, plan_slots,
                     run_workers, stored_spec, work)
 
@@ -38,10 +38,11 @@ def run(study_name: str, profile: str = "quick", overrides: Sequence[str] = (), 
         name: str | None = None, devices: Sequence[str] = ("auto",), workers: int = 1,
         checkpoint_dir: str | None = None, dry_run: bool = False, console: Console | None = None) -> RunOutcome | None:
     """Run or resume ``study_name``; None for a dry run (which prints the plan instead)."""
+    # What a user can get wrong is checked before the storage is opened, so a mistake writes nothing.
     spec = load_study(study_name, profile, overrides)
-    load_dataset(spec.data, seed=0)  # a missing dataset or an impossible subset fails before anything is written
-    url = storage_url or default_storage_url()
     slots = plan_slots(devices, workers)
+    load_dataset(spec.data, seed=0)  # a missing dataset or an impossible subset
+    url = storage_url or default_storage_url()
     if dry_run:
         _print_plan(_existing_study(spec, url, name), spec, slots, console or Console())
         return None

@@ -4,8 +4,12 @@
 bare file name ending in ``.db``/``.sqlite`` means SQLite, and ``journal:PATH`` or a ``.log`` file
 Optuna's journal file storage. RDB storages run with Optuna's heartbeat so that a trial whose
 worker died is detected as stale and run again; SQLite gets a long busy timeout so that several
-worker processes on one file wait for each other instead of failing with "database is locked".
-Passwords in URLs are masked in every message (``mask_url``).
+worker processes on one file wait for each other instead of failing with "database is locked",
+and every SQLite transaction starts with ``BEGIN IMMEDIATE``: Python's sqlite3 otherwise runs the
+``SELECT ... FOR UPDATE`` of a claim outside the transaction (SQLite has no row locks), and two
+workers could both move one WAITING trial to RUNNING. An in-memory SQLite URL is refused: it keeps
+nothing and no other worker can see it. Passwords in URLs are masked in every message
+(``mask_url``).
 
 Example:
     >>> mask_url("postgresql://me:secret@db.example/sweeps")
@@ -17,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import time
 from pathlib import Path
 
 import optuna
@@ -79,23 +84,56 @@ def open_storage(url: str | None = None, *, create: bool = True) -> BaseStorage:
     url = normalize_url(url or default_storage_url())
     if url.startswith("journal:"):
         return _journal(url[len("journal:"):].removeprefix("//"), create)
-    if url.startswith("sqlite"):
+    sqlite = url.startswith("sqlite")
+    if sqlite:
         _check_sqlite(url, create)
-        engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
+        # isolation_level None: the driver issues no BEGIN of its own; _serialise_sqlite issues one.
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT, "isolation_level": None}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
         if url.startswith("postgresql"):
             engine_kwargs["connect_args"] = {"connect_timeout": 10}
-    interval = heartbeat_interval()
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=interval,
-                          grace_period=GRACE_FACTOR * interval)
-    except ImportError as exc:
-        raise StorageError(f"storage {mask_url(url)}: a database driver is missing ({exc}); "
-                           "for PostgreSQL: pip install 'ecasweep[postgres]'") from None
+        storage = _rdb_storage(url, engine_kwargs)
+    except ImportError:
+        hint = "pip install 'ecasweep[postgres]'" if url.startswith("postgres") else \
+            "install the SQLAlchemy driver named in the URL (e.g. mysql+pymysql:// needs PyMySQL)"
+        raise StorageError(f"cannot open storage {mask_url(url)}: its database driver is not installed; {hint}") from None
     except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot use this URL"
         reason = mask_text(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
         raise StorageError(f"cannot open storage {mask_url(url)}: {reason}") from None
+    if sqlite:
+        _serialise_sqlite(storage.engine)
+    return storage
+
+
+def _rdb_storage(url: str, engine_kwargs: dict) -> RDBStorage:
+    """Optuna's RDBStorage; tried again when another process was creating the same database's
+    tables at the same moment (a duplicate-key error on Optuna's schema version row)."""
+    from sqlalchemy.exc import IntegrityError
+
+    interval = heartbeat_interval()
+    for attempt in range(5):
+        try:
+            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=interval,
+                              grace_period=GRACE_FACTOR * interval)
+        except Exception as exc:
+            chain = (exc, exc.__cause__, exc.__context__)
+            if attempt == 4 or not any(isinstance(e, IntegrityError) for e in chain):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _serialise_sqlite(engine) -> None:
+    """Start every transaction with BEGIN IMMEDIATE (the write lock), so a claim is atomic."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections made before the listener existed are not reused
 
 
 def _journal(path: str, create: bool) -> JournalStorage:
@@ -120,7 +158,8 @@ def sqlite_path(url: str) -> Path | None:
 def _check_sqlite(url: str, create: bool) -> None:
     path = sqlite_path(url)
     if path is None:
-        return
+        raise StorageError(f"storage {url!r} is an in-memory database: it keeps nothing and other workers "
+                           "cannot see it; give a file, e.g. sqlite:///ecasweep.db")
     if not path.exists():
         if not create:
             raise StorageError(f"no database at {path} (run a study first, or pass --storage)")
@@ -131,7 +170,11 @@ def _check_sqlite(url: str, create: bool) -> None:
         return
     if path.is_dir():
         raise StorageError(f"storage {path} is a directory, not a database file")
+    if create and not os.access(path, os.W_OK):
+        raise StorageError(f"database {path} is read-only; ecasweep needs to write to it")
     if path.stat().st_size == 0:
+        if not create:  # being created by a run that just started: nothing to read yet
+            raise StorageError(f"no study in {path} yet (an empty database)")
         return
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
@@ -141,6 +184,24 @@ def _check_sqlite(url: str, create: bool) -> None:
     if tables and "studies" not in tables:
         raise StorageError(f"{path} is a database of another program (tables: "
                            f"{', '.join(sorted(tables)[:5])}); pass another --storage")
+    if not create and not tables:  # reading must not create Optuna's tables under a starting run
+        raise StorageError(f"no study in {path} yet (an empty database)")
+
+
+def storage_failure(exc: BaseException) -> str | None:
+    """One masked line for a storage that failed after it was opened; None for any other error.
+
+    A database server that went away, a disk that filled up, a lock held for longer than the busy
+    timeout: SQLAlchemy's ``OperationalError`` and Optuna's ``StorageInternalError`` wrapping it.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    if isinstance(exc, optuna.exceptions.StorageInternalError):
+        exc = exc.__cause__ or exc
+    if not isinstance(exc, (OperationalError, optuna.exceptions.StorageInternalError)):
+        return None
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"the storage failed: {mask_url(detail[0] if detail else type(exc).__name__)}"
 
 
 def load_study(storage: BaseStorage, name: str, url: str = "") -> optuna.Study:

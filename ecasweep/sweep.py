@@ -15,6 +15,10 @@ and never retries a failed cell, so ecasweep claims cells itself):
    new trial resumes from the cell's checkpoint (checkpoints are keyed by the trial configuration's
    identity, not the trial number).
 4. Ctrl-C marks the running trial FAIL with ``fail_reason = "interrupted"``; the next run resumes it.
+5. A trial's checkpoints are kept until its result is stored, so a worker killed between the end of
+   training and the storage write loses only the write. A worker whose heartbeat came late (an
+   overloaded machine) may find its trial marked stale by another worker when it is done; it then
+   stores the result in the cell's re-enqueued trial instead, if no one has claimed that yet.
 
 Search studies (``layout = "search"``) let Optuna's TPE sampler propose settings, report validation
 top-1 every epoch, and prune with a ``MedianPruner``.
@@ -46,12 +50,14 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, fail_stale_trials
 from optuna.trial import TrialState
 
+from . import faults
+from .checkpoint import CheckpointStore
 from .config import RuntimeConfig
 from .devices import cpu_count, resolve_device
 from .errors import EcasweepError, SpecError
 from .results import DUPLICATE_OF, FAIL_REASON, HASH_ATTR, SPEC_ATTR, TrialRecord, cell_attrs, latest_by_cell, read_records
 from .spec import Cell, StudySpec
-from .storage import heartbeat_interval, load_study, mask_url, open_storage
+from .storage import heartbeat_interval, mask_url
 from .train import TrialResult, run_trial
 
 log = logging.getLogger(__name__)
@@ -218,14 +224,53 @@ Event = Callable[[str, dict[str, Any]], None]
 
 
 def _store_result(trial: optuna.trial.Trial, result: TrialResult) -> None:
-    for key, value in result.metrics().items():
-        if key not in _NOT_STORED:
-            trial.set_user_attr(key, value)
+    stored = [(key, value) for key, value in result.metrics().items() if key not in _NOT_STORED]
+    for i, (key, value) in enumerate(stored):
+        if i == len(stored) // 2 and faults.armed("store-result"):
+            faults.kill()
+        trial.set_user_attr(key, value)
+
+
+def _record_result(study: optuna.Study, trial: optuna.trial.Trial, result: TrialResult, value: float) -> bool:
+    """Store a finished trial's metrics and value; False if no trial could take them.
+
+    When this trial was marked stale meanwhile (see the module docstring), the result goes to the
+    cell's re-enqueued WAITING trial, claimed here.
+    """
+    try:
+        _store_result(trial, result)
+        study.tell(trial, value)
+        return True
+    except UpdateFinishedTrialError:
+        pass
+    cell = trial.user_attrs.get("cell")
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if frozen.user_attrs.get("cell") != cell or DUPLICATE_OF in frozen.user_attrs:
+            continue
+        try:
+            if not study._storage.set_trial_state_values(frozen._trial_id, TrialState.RUNNING):
+                continue
+        except UpdateFinishedTrialError:
+            continue
+        adopted = optuna.trial.Trial(study, frozen._trial_id)
+        adopted.set_user_attr("worker", trial.user_attrs.get("worker"))
+        adopted.set_user_attr("stale_trial", trial.number)
+        log.warning("trial %d was marked stale while it ran (its heartbeat came late); its result is "
+                    "stored in trial %d of the same cell", trial.number, adopted.number)
+        _store_result(adopted, result)
+        study.tell(adopted, value)
+        return True
+    log.warning("trial %d was marked stale while it ran and its cell %s is being run again elsewhere; "
+                "that run resumes from this one's last checkpoint", trial.number, cell)
+    return False
 
 
 def _finish_failed(study: optuna.Study, trial: optuna.trial.Trial, reason: str) -> None:
-    trial.set_user_attr(FAIL_REASON, reason[:500])
-    study.tell(trial, state=TrialState.FAIL)
+    try:
+        trial.set_user_attr(FAIL_REASON, reason[:500])
+        study.tell(trial, state=TrialState.FAIL)
+    except UpdateFinishedTrialError:  # already marked stale by another worker: FAIL either way
+        pass
 
 
 def run_claimed(study: optuna.Study, trial: optuna.trial.Trial, config, objective: str = "top1",
@@ -237,6 +282,9 @@ def run_claimed(study: optuna.Study, trial: optuna.trial.Trial, config, objectiv
     (``EcasweepError``: missing data, a bad value), which would fail every other cell alike.
     """
     emit = on_event or (lambda *_: None)
+    runtime = config.runtime
+    # Checkpoints outlive training until the result is stored (cleared below).
+    config = dataclasses.replace(config, runtime=dataclasses.replace(runtime, keep_checkpoints=True))
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     emit("start", {"number": trial.number, "cell": trial.user_attrs.get("cell", ""), "epochs": config.train.epochs})
 
@@ -267,9 +315,9 @@ def run_claimed(study: optuna.Study, trial: optuna.trial.Trial, config, objectiv
             _finish_failed(study, trial, reason)
             emit("end", {"number": trial.number, "state": "FAIL", "reason": reason})
             return "FAIL"
-    _store_result(trial, result)
     value = result.val_top1 if objective == "val_top1" else result.top1
-    study.tell(trial, value)
+    if _record_result(study, trial, result, value) and runtime.checkpoint_dir and not runtime.keep_checkpoints:
+        CheckpointStore(runtime.checkpoint_dir, config.identity()).clear()
     emit("end", {"number": trial.number, "state": "COMPLETE", "top1": result.top1, "wall": result.wall_seconds})
     return "COMPLETE"
 
@@ -295,12 +343,22 @@ def work(study: optuna.Study, spec: StudySpec, runtime: RuntimeConfig, wait: boo
             if wait and any(s.state == "running" for s in cell_statuses(study, spec)):
                 time.sleep(POLL_SECONDS)
                 continue
+            _clear_done_checkpoints(study, spec, runtime)
             return counts
         cell = by_key.get(trial.user_attrs.get("cell"))
         if cell is None:  # a cell of a larger plan (more seeds) enqueued by another run
             cell = _cell_from_attrs(spec, trial.user_attrs)
         state = run_claimed(study, trial, spec.trial_config(cell, runtime), on_event=on_event)
         counts[state] += 1
+
+
+def _clear_done_checkpoints(study: optuna.Study, spec: StudySpec, runtime: RuntimeConfig) -> None:
+    """Remove checkpoints left by a worker killed after storing its result and before clearing them."""
+    if not runtime.checkpoint_dir or runtime.keep_checkpoints:
+        return
+    for status in cell_statuses(study, spec):
+        if status.state == "done":
+            CheckpointStore(runtime.checkpoint_dir, spec.trial_config(status.cell, runtime).identity()).clear()
 
 
 def _cell_from_attrs(spec: StudySpec, attrs: dict[str, Any]) -> Cell:
@@ -412,4 +470,6 @@ def default_checkpoint_dir(study_name: str) -> str:
 
 
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "study"
+    """``name`` as one plain path component: never empty, ``.``, ``..``, absolute or nested."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".")
+    return safe or "study"

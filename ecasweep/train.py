@@ -33,7 +33,7 @@ from . import __version__
 from .backbones import build_model, summarize
 from .checkpoint import CheckpointStore
 from .config import TrainConfig, TrialConfig
-from .data import LoadedData, load_dataset
+from .data import load_dataset
 from .devices import autocast_dtype, resolve_device
 from .errors import NonFiniteLossError
 
