@@ -1,6 +1,11 @@
 """``python -m ecasweep`` runs the command-line interface."""
 
-from .cli import main
+import sys
 
 if __name__ == "__main__":
-    main()
+    try:
+        from .cli import main  # importing torch takes seconds: a Ctrl-C may land here too
+
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)

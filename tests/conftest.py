@@ -59,3 +59,43 @@ def _isolated_env(monkeypatch, tmp_path):
     monkeypatch.setenv("ECASWEEP_STORAGE", f"sqlite:///{tmp_path / 'ecasweep.db'}")
     monkeypatch.setenv("ECASWEEP_CHECKPOINTS", str(tmp_path / "checkpoints"))
     monkeypatch.setenv("ECASWEEP_HEARTBEAT", "1")
+
+
+#: a tiny grid study on synthetic data (none, se(r=4) and eca over ks), for end-to-end tests
+STUDY = """
+name = "{name}"
+layout = "table2"
+baseline = "none"
+seeds = {seeds}
+backbones = ["resnet-8"]
+
+[data]
+dataset = "synthetic"
+synthetic_size = {size}
+subset = "none"
+
+[train]
+epochs = {epochs}
+batch_size = 64
+lr = 0.05
+eval_batch_size = 256
+
+[[arms]]
+attention = "none"
+
+[[arms]]
+attention = "se"
+r = 4
+
+[[grid]]
+attention = "eca"
+k = {ks}
+"""
+
+
+def write_study(tmp_path: Path, name: str = "faults", seeds: int = 2, size: int = 1024, epochs: int = 3,
+                ks: str = "[3, 5]") -> Path:
+    """Write the tiny study as ``<tmp_path>/<name>.toml`` and return its path."""
+    path = tmp_path / f"{name}.toml"
+    path.write_text(STUDY.format(name=name, seeds=seeds, size=size, epochs=epochs, ks=ks))
+    return path

@@ -27,45 +27,9 @@ from ecasweep.checkpoint import CheckpointStore
 from ecasweep.cli import app
 from ecasweep.results import read_records
 
+from conftest import write_study
+
 runner = CliRunner()
-
-STUDY = """
-name = "{name}"
-layout = "table2"
-baseline = "none"
-seeds = {seeds}
-backbones = ["resnet-8"]
-
-[data]
-dataset = "synthetic"
-synthetic_size = {size}
-subset = "none"
-
-[train]
-epochs = {epochs}
-batch_size = 64
-lr = 0.05
-eval_batch_size = 256
-
-[[arms]]
-attention = "none"
-
-[[arms]]
-attention = "se"
-r = 4
-
-[[grid]]
-attention = "eca"
-k = {ks}
-"""
-
-
-def write_study(tmp_path: Path, name: str = "faults", seeds: int = 2, size: int = 1024, epochs: int = 3,
-                ks: str = "[3, 5]") -> Path:
-    path = tmp_path / f"{name}.toml"
-    path.write_text(STUDY.format(name=name, seeds=seeds, size=size, epochs=epochs, ks=ks))
-    return path
-
 
 def env_for(ckpt: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ, ECASWEEP_CHECKPOINTS=str(ckpt), ECASWEEP_HEARTBEAT="1", **extra)

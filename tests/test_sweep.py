@@ -17,37 +17,8 @@ from typer.testing import CliRunner
 from ecasweep.cli import app
 from ecasweep.results import read_records
 
-TINY_STUDY = """
-name = "tiny"
-description = "three arms on synthetic data"
-mirrors = "Table 2"
-layout = "table2"
-baseline = "none"
-seeds = 2
-backbones = ["resnet-8"]
+from conftest import write_study
 
-[data]
-dataset = "synthetic"
-synthetic_size = 256
-subset = "none"
-
-[train]
-epochs = {epochs}
-batch_size = 64
-lr = 0.05
-eval_batch_size = 256
-
-[[arms]]
-attention = "none"
-
-[[arms]]
-attention = "se"
-r = 4
-
-[[grid]]
-attention = "eca"
-k = [3]
-"""
 ARMS = {"none", "se(r=4)", "eca(k=3)"}
 
 runner = CliRunner()
@@ -55,9 +26,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def study_file(tmp_path) -> Path:
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY_STUDY.format(epochs=1))
-    return path
+    return write_study(tmp_path, name="tiny", seeds=2, size=256, epochs=1, ks="[3]")
 
 
 def _env(tmp_path: Path, storage: str) -> dict[str, str]:
@@ -139,8 +108,7 @@ def _wait_for_checkpoint(root: Path, proc: subprocess.Popen, timeout: float = 24
 
 @pytest.mark.slow
 def test_kill_9_mid_trial_then_resume_completes_every_cell_once(tmp_path):
-    study_file = tmp_path / "tiny.toml"
-    study_file.write_text(TINY_STUDY.format(epochs=3))
+    study_file = write_study(tmp_path, name="tiny", seeds=2, size=256, epochs=3, ks="[3]")
     storage = f"sqlite:///{tmp_path / 'sweep.db'}"
     env = _env(tmp_path, storage)
     proc = _start(["run", str(study_file), "--no-table"], env)
@@ -160,8 +128,7 @@ def test_kill_9_mid_trial_then_resume_completes_every_cell_once(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_marks_the_trial_interrupted_exits_130_and_resumes(tmp_path):
-    study_file = tmp_path / "tiny.toml"
-    study_file.write_text(TINY_STUDY.format(epochs=3))
+    study_file = write_study(tmp_path, name="tiny", seeds=2, size=256, epochs=3, ks="[3]")
     storage = f"sqlite:///{tmp_path / 'sweep.db'}"
     env = _env(tmp_path, storage)
     proc = _start(["run", str(study_file), "--no-table"], env)
@@ -181,8 +148,7 @@ def test_ctrl_c_marks_the_trial_interrupted_exits_130_and_resumes(tmp_path):
 
 
 def _two_workers(tmp_path: Path, storage: str, name: str) -> None:
-    study_file = tmp_path / "tiny.toml"
-    study_file.write_text(TINY_STUDY.format(epochs=1))
+    study_file = write_study(tmp_path, name="tiny", seeds=2, size=256, epochs=1, ks="[3]")
     env = _env(tmp_path, storage)
     result = subprocess.run([sys.executable, "-m", "ecasweep", "run", str(study_file), "--name", name,
                              "--devices", "cpu,cpu", "--set", "seeds=4", "--no-table"],
