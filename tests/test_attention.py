@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
+from ecasweep import bench
 from ecasweep.attention import (
     KERNEL_VARIANTS,
     REGISTRY,
@@ -104,20 +105,8 @@ def test_parameter_count_adaptive_k():
 
 # --- forward equals an independent formulation (float64) ----------------------------------------
 
-class ReferenceECA(nn.Module):
-    """The paper's ``eca_layer`` (github.com/BangguWu/ECANet, models/eca_module.py)."""
-
-    def __init__(self, k: int) -> None:
-        super().__init__()
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.conv = nn.Conv1d(1, 1, kernel_size=k, padding=(k - 1) // 2, bias=False)
-        self.sigmoid = nn.Sigmoid()
-
-    def forward(self, x: Tensor) -> Tensor:
-        y = self.avg_pool(x)
-        y = self.conv(y.squeeze(-1).transpose(-1, -2)).transpose(-1, -2).unsqueeze(-1)
-        y = self.sigmoid(y)
-        return x * y.expand_as(x)
+# The paper's eca_layer (github.com/BangguWu/ECANet, models/eca_module.py), as the benchmark uses it.
+ReferenceECA = bench.ReferenceECA
 
 
 @pytest.mark.parametrize("channels, k, shape_hw", [(16, 3, (5, 7)), (64, 5, (4, 4)), (32, 1, (1, 1)),
