@@ -12,6 +12,7 @@ from .backbones import build_model
 from .data import load_dataset
 from .results import TrialRecord
 from .spec import Cell, StudySpec
+from .train import make_optimizer
 
 PROBE_STEPS = 3
 
@@ -38,7 +39,7 @@ def _probe(spec: StudySpec, backbone: str) -> float:
     model = build_model(backbone, "eca", num_classes=data.num_classes, in_channels=data.in_channels,
                         **({"width": spec.model["width"]} if spec.model.get("width") else {}))
     model = model.to(memory_format=torch.channels_last).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    optimizer = make_optimizer(model, spec.train, torch.device("cpu"))
     batch = spec.train.batch_size
     x, y = next(data.train_batches(1, batch))
     step_times = []

@@ -12,7 +12,7 @@ import pytest
 
 from ecasweep.config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
 from ecasweep.errors import ConfigError, NonFiniteLossError
-from ecasweep.train import lr_multiplier, run_trial
+from ecasweep.train import lr_multiplier, make_optimizer, run_trial
 
 
 def synthetic_config(tmp_path=None, epochs=3, lr=0.05, seed=0, attention="eca", **runtime) -> TrialConfig:
@@ -115,6 +115,31 @@ def test_config_round_trips_and_identity_ignores_runtime(tmp_path):
     moved = dataclasses.replace(config, runtime=RuntimeConfig(device="cpu", threads=2))
     assert moved.identity() == config.identity()
     assert dataclasses.replace(config, seed=1).identity() != config.identity()
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_fused_sgd_takes_the_same_steps_as_the_reference_loop(nesterov):
+    import torch
+
+    from ecasweep.backbones import build_model
+
+    train = TrainConfig(lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=5e-4)
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(build_model("resnet-8", "eca", num_classes=10, in_channels=1, k=3).double())
+    fused = make_optimizer(models[0], train, torch.device("cpu"))
+    loop = torch.optim.SGD(models[1].parameters(), lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=5e-4,
+                           foreach=False)
+    assert fused.defaults["fused"] is True
+    x = torch.randn(4, 1, 12, 12, dtype=torch.float64)
+    for _ in range(3):
+        for model, opt in ((models[0], fused), (models[1], loop)):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("schedule", ["step", "cosine", "onecycle", "exponential", "constant"])
