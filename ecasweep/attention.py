@@ -328,7 +328,11 @@ class _KernelAttention(ChannelAttention):
         if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                         or (bias is not None and bias.requires_grad)):
             return _KernelGateScale.apply(x, weight, bias, circular)
-        return super().forward(x)
+        # No graph to build (evaluation): the same arithmetic without autograd.Function calls,
+        # about 1% of resnet-20's inference time at batch 32 on one core.
+        y = x.mean((2, 3), dtype=_accumulator(x.dtype))
+        z = _conv_taps(_pad_channels(y, weight.shape[1] // 2, circular), weight, y.shape[1])
+        return x * torch.sigmoid(z if bias is None else z + bias).to(x.dtype)[:, :, None, None]
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, k={self.k}" + (" (adaptive)" if self.adaptive else "")
