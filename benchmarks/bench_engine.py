@@ -22,7 +22,7 @@ from ecasweep.bench import bench_engine, quick_settings, render
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--subset", type=int, default=4000, help="training images (stratified)")
+    parser.add_argument("--subset", type=int, default=2000, help="training images (stratified)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2, help="interleaved (engine, pipeline) pairs")

@@ -35,6 +35,7 @@ import tempfile
 import time
 import tomllib
 from contextlib import contextmanager
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -44,7 +45,9 @@ from torch import Tensor, nn
 
 from .attention import REGISTRY, create_attention
 from .backbones import build_model, summarize as summarize_model
+from .config import TrainConfig
 from .devices import cpu_count, resolve_device
+from .train import make_optimizer
 
 Timer = Callable[[], object]
 
@@ -153,7 +156,10 @@ def _cpu_threads(device: torch.device, threads: int | None) -> int | None:
 
 def _machine(device: torch.device, threads: int) -> dict[str, Any]:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {cpu_count()} cores"
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:  # the vector unit matters: the same code runs ~3x faster with AVX-512 than with AVX2 here
+        name = f"CPU, {cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}"
     return {"device": str(device), "device_name": name, "threads": threads, "torch": torch.__version__,
             "load_average": load}
 
@@ -302,7 +308,7 @@ def _model_steps(backbone: str, attention: str, batch: int, device: torch.device
                         **VARIANT_KWARGS.get(attention, {}))
     summary = summarize_model(model, (channels, size, size))
     model = model.to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    optimizer = make_optimizer(model, TrainConfig(lr=0.01, momentum=0.9, weight_decay=5e-4), device)  # as trials do
     criterion = nn.CrossEntropyLoss()
     g = torch.Generator().manual_seed(1)
     x = torch.randn(batch, channels, size, size, generator=g).to(device, memory_format=torch.channels_last)
@@ -378,7 +384,7 @@ def _minus_one(ratio: dict[str, float]) -> dict[str, float]:
 
 # ------------------------------------------------------------------------------------------ engine
 
-def bench_engine(device: str = "auto", subset: int = 4000, epochs: int = 1, batch_size: int = 64,
+def bench_engine(device: str = "auto", subset: int = 2000, epochs: int = 1, batch_size: int = 64,
                  repeats: int = 2, threads: int | None = None, data_dir: str | None = None,
                  num_workers: int = 0) -> dict:
     """``run_trial`` against a plain torchvision pipeline: resnet-20 + eca (k = 3), same recipe and images.
@@ -390,7 +396,8 @@ def bench_engine(device: str = "auto", subset: int = 4000, epochs: int = 1, batc
     synthetic set, with a notice, when Fashion-MNIST is not found) with the same SGD recipe and
     per-step schedule, from the same initial weights. Runs alternate (engine, pipeline, pipeline,
     engine, ...); throughput is training images/s (evaluation excluded) and the ratio is the median of
-    the per-pair ratios. Accuracies are on the official test split.
+    the per-pair ratios. Accuracies are on the official test split, from the first pair (later
+    pipeline runs skip their test pass to keep ``ecasweep bench`` within 5 minutes on a slow CPU).
     """
     from .config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
     from .errors import DataError
@@ -405,7 +412,7 @@ def bench_engine(device: str = "auto", subset: int = 4000, epochs: int = 1, batc
         notice = f"Fashion-MNIST not found, synthetic data used instead ({exc})"
         data_cfg = DataConfig("synthetic", synthetic_size=max(subset, 512), subset=subset, augment=True)
     train = TrainConfig(epochs=epochs, batch_size=batch_size, lr=0.05, momentum=0.9, weight_decay=5e-4,
-                        schedule="onecycle", eval_batch_size=500)
+                        schedule="onecycle", eval_batch_size=128)
     config = TrialConfig(ModelConfig("resnet-20", "eca", {"k": 3}), data_cfg, train, seed=0,
                          runtime=RuntimeConfig(device=str(device), threads=n_threads, amp="off"))
     engine, plain = [], []
@@ -413,7 +420,8 @@ def bench_engine(device: str = "auto", subset: int = 4000, epochs: int = 1, batc
         for i in range(repeats):
             order = (_engine_run, _torchvision_run) if i % 2 == 0 else (_torchvision_run, _engine_run)
             for run in order:
-                result = run(config, num_workers) if run is _torchvision_run else run(config)
+                # accuracy is read from the first pair; later torchvision runs skip their test pass
+                result = run(config, num_workers, i == 0) if run is _torchvision_run else run(config)
                 (engine if run is _engine_run else plain).append(result)
         data_only = {"engine": _engine_data_rate(config), "torchvision": _torchvision_data_rate(config, num_workers)}
     ratios = [e["images_per_s"] / p["images_per_s"] for e, p in zip(engine, plain)]
@@ -508,8 +516,8 @@ def _torchvision_loaders(config, num_workers: int):
     return loader, test_set, images.train_x.shape[3]
 
 
-def _torchvision_run(config, num_workers: int) -> dict[str, float]:
-    """The same trial, written as a plain torchvision training script."""
+def _torchvision_run(config, num_workers: int, evaluate: bool = True) -> dict[str, float | None]:
+    """The same trial, written as a plain torchvision training script (``evaluate``: test accuracy too)."""
     from torch.utils.data import DataLoader
 
     from .train import lr_multiplier
@@ -541,6 +549,8 @@ def _torchvision_run(config, num_workers: int) -> dict[str, float]:
             seen += len(y)
         sync()
         seconds += time.perf_counter() - start
+    if not evaluate:
+        return {"images_per_s": seen / seconds, "top1": None}
     model.eval()
     correct = 0
     with torch.no_grad():
@@ -590,11 +600,17 @@ def bench_sweep(workers: int | None = None, seeds: int = 2, backbone: str = "res
 
     Each run uses ``ecasweep.runner.run`` on a fresh SQLite storage in a temporary directory, as
     ``ecasweep run`` does: on the CPU one worker gets all cores, N workers are N processes with the
-    threads split between them. Runs alternate (1, N, N, 1, ...). Per run: trials per hour (cells
-    over the wall time of the whole run, start-up included), and the time outside training: per
-    trial, Optuna's duration minus ``run_trial``'s wall_seconds (claiming, storing), and per worker,
-    all its time not spent in ``run_trial`` (start-up, claiming, storage, waiting at the end) shared
-    out over the trials.
+    threads split between them. Runs alternate (1, N, N, 1, ...). Per run:
+
+    * trials per hour over the wall time of the whole run, start-up and the last worker's tail
+      included (what a short run gets);
+    * steady-state trials per hour, ``workers * 3600 / mean trial duration`` (Optuna's start to
+      complete, claiming and storing included): what a long sweep gets once the workers are up;
+    * start-up: from the run's start to each worker's first trial (importing torch, Optuna and the
+      model code in a fresh process; the single worker runs in-process and pays none);
+    * time outside training: per trial, Optuna's duration minus ``run_trial``'s wall_seconds
+      (claiming, storing), and per worker all its time not spent in ``run_trial`` (start-up,
+      claiming, storage, waiting at the end) shared out over the trials.
     """
     n = workers or (cpu_count() if resolve_device(device).type == "cpu" else 1)
     runs = {1: [], n: []} if n != 1 else {1: []}
@@ -607,9 +623,11 @@ def bench_sweep(workers: int | None = None, seeds: int = 2, backbone: str = "res
                 runs[count].append(_sweep_run(study_file, Path(tmp) / f"run-{i}-{count}", count, device))
     one, many = runs[1], runs[n]
     ratios = [m["trials_per_hour"] / o["trials_per_hour"] for o, m in zip(one, many)]
+    steady = [m["steady_trials_per_hour"] / o["steady_trials_per_hour"] for o, m in zip(one, many)]
     return {"machine": _machine(resolve_device(device), torch.get_num_threads()), "workers": n,
             "cells": 3 * seeds, "backbone": backbone, "images": images, "epochs": epochs, "repeats": repeats,
-            "one": _sweep_summary(one), "many": _sweep_summary(many), "ratio": summarize(ratios)}
+            "one": _sweep_summary(one), "many": _sweep_summary(many), "ratio": summarize(ratios),
+            "steady_ratio": summarize(steady)}
 
 
 def _sweep_run(study_file: Path, folder: Path, workers: int, device: str) -> dict[str, float]:
@@ -623,15 +641,22 @@ def _sweep_run(study_file: Path, folder: Path, workers: int, device: str) -> dic
     folder.mkdir()
     url = f"sqlite:///{folder / 'bench.db'}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    start = time.perf_counter()
+    started_at, start = datetime.now(), time.perf_counter()  # Optuna stamps trials with naive local time
     outcome = runner.run(str(study_file), overrides=[], storage_url=url, devices=[device], workers=workers,
                          checkpoint_dir=str(folder / "ckpt"))
     elapsed = time.perf_counter() - start
     trials = [t for t in outcome.study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     walls = [float(t.user_attrs["wall_seconds"]) for t in trials]
-    in_trial = [(t.datetime_complete - t.datetime_start).total_seconds() - w for t, w in zip(trials, walls)]
+    durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials]
+    first_start: dict[str, datetime] = {}
+    for t in trials:
+        worker = str(t.user_attrs.get("worker"))
+        first_start[worker] = min(first_start.get(worker, t.datetime_start), t.datetime_start)
     return {"elapsed_s": elapsed, "trials": len(trials), "trials_per_hour": 3600 * len(trials) / elapsed,
-            "trial_s": statistics.median(walls), "in_trial_overhead_s": statistics.median(in_trial),
+            "steady_trials_per_hour": 3600 * workers / statistics.mean(durations),
+            "startup_s": statistics.median((s - started_at).total_seconds() for s in first_start.values()),
+            "trial_s": statistics.median(walls),
+            "in_trial_overhead_s": statistics.median(d - w for d, w in zip(durations, walls)),
             "outside_training_per_trial_s": (elapsed * workers - sum(walls)) / max(1, len(trials))}
 
 
@@ -687,6 +712,7 @@ def ratios(results: dict[str, dict]) -> dict[str, float]:
     if "sweep" in results:
         s = results["sweep"]
         out[f"sweep {s['workers']} workers / 1 worker trials/h"] = s["ratio"]["median"]
+        out[f"sweep {s['workers']} workers / 1 worker trials/h, steady state"] = s["steady_ratio"]["median"]
         out["sweep outside training per trial, % of 30 s (1 worker)"] = s["one"]["outside_training_pct_of_30s"]
     return out
 
@@ -784,13 +810,16 @@ def _render_engine(r: dict) -> list:
 def _render_sweep(r: dict) -> list:
     table = _table(f"sweep: {r['cells']} cells of {r['backbone']} on synthetic data, 1 vs {r['workers']} workers "
                    f"({_machine_line(r['machine'])})",
-                   ("workers", "trials/h", "median trial s", "in-trial overhead s", "outside training per trial s",
-                    "% of a 30 s trial"))
+                   ("workers", "trials/h", "steady trials/h", "start-up s", "median trial s", "in-trial overhead s",
+                    "outside training per trial s", "% of a 30 s trial"))
     for label, s in (("1", r["one"]), (str(r["workers"]), r["many"])):
-        table.add_row(label, f"{s['trials_per_hour']:.0f}", f"{s['trial_s']:.2f}", f"{s['in_trial_overhead_s']:.3f}",
+        table.add_row(label, f"{s['trials_per_hour']:.0f}", f"{s['steady_trials_per_hour']:.0f}",
+                      f"{s['startup_s']:.1f}", f"{s['trial_s']:.2f}", f"{s['in_trial_overhead_s']:.3f}",
                       f"{s['outside_training_per_trial_s']:.2f}", f"{s['outside_training_pct_of_30s']:.1f}%")
     median, iqr, _ = _spread(r["ratio"])
-    table.add_row(f"ratio {r['workers']} / 1", f"{median} [{iqr}] n={r['repeats']}", "", "", "", "")
+    steady, steady_iqr, _ = _spread(r["steady_ratio"])
+    table.add_row(f"ratio {r['workers']} / 1", f"{median} [{iqr}] n={r['repeats']}", f"{steady} [{steady_iqr}]",
+                  "", "", "", "", "")
     return [table]
 
 

@@ -84,6 +84,11 @@ def test_cli_bench_all_quick_json():
     sweep = data["sweep"]
     assert sweep["workers"] == 2 and sweep["one"]["trials"] == sweep["many"]["trials"] == sweep["cells"] == 3
     assert _positive(sweep["ratio"]["median"]) and _positive(sweep["one"]["trials_per_hour"])
+    assert _spread_ok(sweep["steady_ratio"]) and _positive(sweep["steady_ratio"]["median"])
+    for run in (sweep["one"], sweep["many"]):
+        # steady state leaves out start-up and the tail, so it is never below the whole run's rate
+        assert run["steady_trials_per_hour"] >= 0.99 * run["trials_per_hour"]
+        assert 0 <= run["startup_s"] < run["elapsed_s"]
     assert sweep["one"]["outside_training_per_trial_s"] >= 0
     assert ratios(data) == data["ratios"]
 
