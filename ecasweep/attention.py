@@ -137,10 +137,7 @@ class _KernelGateScale(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, circular: bool) -> Tensor:
-        y = x.mean((2, 3), dtype=_accumulator(x.dtype))
-        padded = _pad_channels(y, weight.shape[1] // 2, circular)
-        z = _conv_taps(padded, weight, y.shape[1])
-        gate = torch.sigmoid(z if bias is None else z + bias)
+        padded, gate = _kernel_gate(x, weight, bias, circular)
         ctx.save_for_backward(x, padded, weight, gate)
         ctx.circular, ctx.bias_shape = circular, None if bias is None else bias.shape
         return x * gate.to(x.dtype)[:, :, None, None]
@@ -158,6 +155,14 @@ class _KernelGateScale(torch.autograd.Function):
             grad_b = grad_z.sum(0) if ctx.bias_shape[0] > 1 else grad_z.sum().reshape(ctx.bias_shape)
         grad_x = _input_grad(buffer, grad_out, gate, grad_y) if need_x else None
         return grad_x, grad_w, grad_b, None
+
+
+def _kernel_gate(x: Tensor, weight: Tensor, bias: Tensor | None, circular: bool) -> tuple[Tensor, Tensor]:
+    """(padded pooled input, gate) of the ECA family: ``sigmoid(C1D(mean_hw(x)) + bias)``, (N, C)."""
+    y = x.mean((2, 3), dtype=_accumulator(x.dtype))
+    padded = _pad_channels(y, weight.shape[1] // 2, circular)
+    z = _conv_taps(padded, weight, y.shape[1])
+    return padded, torch.sigmoid(z if bias is None else z + bias)
 
 
 def _accumulator(dtype: torch.dtype) -> torch.dtype:
@@ -330,9 +335,8 @@ class _KernelAttention(ChannelAttention):
             return _KernelGateScale.apply(x, weight, bias, circular)
         # No graph to build (evaluation): the same arithmetic without autograd.Function calls,
         # about 1% of resnet-20's inference time at batch 32 on one core.
-        y = x.mean((2, 3), dtype=_accumulator(x.dtype))
-        z = _conv_taps(_pad_channels(y, weight.shape[1] // 2, circular), weight, y.shape[1])
-        return x * torch.sigmoid(z if bias is None else z + bias).to(x.dtype)[:, :, None, None]
+        _, gate = _kernel_gate(x, weight, bias, circular)
+        return x * gate.to(x.dtype)[:, :, None, None]
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, k={self.k}" + (" (adaptive)" if self.adaptive else "")

@@ -45,9 +45,9 @@ from torch import Tensor, nn
 
 from .attention import REGISTRY, create_attention
 from .backbones import build_model, summarize as summarize_model
-from .config import TrainConfig
+from .config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
 from .devices import cpu_count, resolve_device
-from .train import make_optimizer
+from .train import lr_multiplier, make_optimizer, run_trial
 
 Timer = Callable[[], object]
 
@@ -399,7 +399,6 @@ def bench_engine(device: str = "auto", subset: int = 2000, epochs: int = 1, batc
     the per-pair ratios. Accuracies are on the official test split, from the first pair (later
     pipeline runs skip their test pass to keep ``ecasweep bench`` within 5 minutes on a slow CPU).
     """
-    from .config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
     from .errors import DataError
 
     device = resolve_device(device)
@@ -443,8 +442,6 @@ def _fashion_images(cfg) -> Any:
 
 
 def _engine_run(config) -> dict[str, float]:
-    from .train import run_trial
-
     result = run_trial(config)
     return {"images_per_s": result.images_per_second, "top1": result.top1}
 
@@ -519,8 +516,6 @@ def _torchvision_loaders(config, num_workers: int):
 def _torchvision_run(config, num_workers: int, evaluate: bool = True) -> dict[str, float | None]:
     """The same trial, written as a plain torchvision training script (``evaluate``: test accuracy too)."""
     from torch.utils.data import DataLoader
-
-    from .train import lr_multiplier
 
     device = resolve_device(config.runtime.device)
     loader, test_set, in_channels = _torchvision_loaders(config, num_workers)
