@@ -1,0 +1,121 @@
+"""Finding and reading study files and their profiles: ``study_paths``, ``load_study``."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import SpecError
+from .layers import _Layer, _check_layer, _merge, _parse_override
+from .resolve import _Resolver
+from .schema import _STUDY_KEYS, _suggest
+from .study import StudySpec
+
+
+DEFAULT_PROFILE = "quick"
+PROFILES_FILE = "_profiles.toml"
+#: the repository's studies/ (an editable install), else the copy shipped as ecasweep/studies
+BUILTIN_STUDIES = next((p for p in (Path(__file__).resolve().parents[2] / "studies",
+                                    Path(__file__).resolve().parents[1] / "studies") if p.is_dir()),
+                       Path(__file__).resolve().parents[2] / "studies")
+
+
+def study_paths() -> dict[str, Path]:
+    """Study name -> file, from ``$ECASWEEP_STUDIES`` (os.pathsep-separated folders; earlier ones
+    win) and the repository's ``studies/``. Files whose name starts with ``_`` are not studies.
+
+    >>> study_paths()["kernel-size"].name
+    'kernel-size.toml'
+    """
+    dirs = [Path(p) for p in os.environ.get("ECASWEEP_STUDIES", "").split(os.pathsep) if p]
+    paths: dict[str, Path] = {}
+    for folder in reversed([*dirs, BUILTIN_STUDIES]):
+        if folder.is_dir():
+            paths.update((p.stem, p) for p in sorted(folder.glob("*.toml")) if not p.name.startswith("_"))
+    return dict(sorted(paths.items()))
+
+
+def list_studies() -> list[StudySpec]:
+    """Every study, loaded with the quick profile (for ``ecasweep list``).
+
+    >>> "kernel-size" in [spec.name for spec in list_studies()]
+    True
+    """
+    return [load_study(str(path)) for path in study_paths().values()]
+
+
+def load_study(name_or_path: str | os.PathLike, profile: str = DEFAULT_PROFILE,
+               overrides: Sequence[str] = ()) -> StudySpec:
+    """Load, resolve and validate a study by name (see ``study_paths``) or path to a .toml file.
+
+    >>> spec = load_study("kernel-size", "imagenet", ["seeds=2"])
+    >>> spec.backbones, spec.seeds, spec.train.schedule
+    (['resnet-50', 'resnet-101'], 2, 'step')
+    """
+    path = _find(name_or_path)
+    study = _read_toml(path)
+    profiles_path = path.parent / PROFILES_FILE
+    if not profiles_path.is_file():
+        profiles_path = BUILTIN_STUDIES / PROFILES_FILE
+    defaults = _read_toml(profiles_path) if profiles_path.is_file() else {}
+    for name, table in defaults.items():
+        if not isinstance(table, dict):
+            raise SpecError(f"{profiles_path}: {name}: expected a table [{name}] of profile defaults")
+        _check_layer(table, _Layer(profiles_path, f"{name}."))
+    if not isinstance(profile, str) or profile not in defaults:
+        raise SpecError(f"{path}: unknown profile {profile!r}{_suggest(profile, list(defaults))}; "
+                        f"expected one of: {', '.join(defaults) or '(none: no ' + PROFILES_FILE + ')'}")
+
+    _check_layer(study, _Layer(path, ""), allowed=_STUDY_KEYS)
+    study_profiles = study.pop("profiles", {})
+    if not isinstance(study_profiles, dict):
+        raise SpecError(f"{path}: profiles: expected tables [profiles.<name>], one per profile")
+    for name, table in study_profiles.items():
+        if name not in defaults:
+            raise SpecError(f"{path}: profiles.{name}: unknown profile{_suggest(name, list(defaults))}; "
+                            f"expected one of: {', '.join(defaults)}")
+        if not isinstance(table, dict):
+            raise SpecError(f"{path}: profiles.{name}: expected a table [profiles.{name}]")
+        _check_layer(table, _Layer(path, f"profiles.{name}."))
+
+    if isinstance(overrides, str) or not isinstance(overrides, Sequence):
+        raise SpecError(f"{path}: overrides must be a list of 'key=value' strings, got {overrides!r}")
+    layers = [(defaults[profile], _Layer(profiles_path, f"{profile}.")), (study, _Layer(path, "")),
+              (study_profiles.get(profile, {}), _Layer(path, f"profiles.{profile}."))]
+    layers += [(_parse_override(o, path), _Layer(path, "", override=o)) for o in overrides]
+    doc: dict[str, Any] = {}
+    origins: dict[str, _Layer] = {}
+    for layer_doc, layer in layers:
+        _merge(doc, layer_doc, layer, origins)
+    return _Resolver(doc, origins, path).spec(profile, [str(o) for o in overrides])
+
+
+def _find(name_or_path: Any) -> Path:
+    if isinstance(name_or_path, os.PathLike):
+        name_or_path = os.fspath(name_or_path)
+    if not isinstance(name_or_path, str) or not name_or_path:
+        raise SpecError(f"expected a study name or a path to a .toml file, got {name_or_path!r}")
+    if name_or_path.endswith(".toml") or "/" in name_or_path or os.sep in name_or_path:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise SpecError(f"{path}: no such study file")
+        return path
+    paths = study_paths()
+    if name_or_path not in paths:
+        raise SpecError(f"unknown study {name_or_path!r}{_suggest(name_or_path, list(paths))}; "
+                        f"available: {', '.join(paths) or '(none)'}")
+    return paths[name_or_path]
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path}: cannot read: {e}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        where = "" if "line" in str(e) else f" (line {text.count(chr(10)) + 1})"
+        raise SpecError(f"{path}: invalid TOML: {e}{where}") from None

@@ -1,0 +1,220 @@
+"""The resolved study: ``StudySpec`` and its ``Cell``s, its trial configs, hashing and diffs."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..attention import KERNEL_VARIANTS, resolve_kernel_size
+from ..backbones import stage_channels
+from ..config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
+from ..errors import ConfigError, SpecError
+from .arms import Arm, _check_on_stages, _make_arm
+from .schema import _Invalid, _canonical_json, _suggest
+from .search import SearchSpec, _search_point
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One trial of a grid study: an arm on a backbone from a seed; ``key`` is stable across runs."""
+
+    key: str
+    arm: Arm
+    backbone: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A resolved, validated study: what to run, for one profile and set of overrides."""
+
+    name: str
+    description: str
+    mirrors: str
+    layout: str
+    profile: str
+    seeds: int
+    baseline: str
+    backbones: list[str]
+    arms: list[Arm]
+    model: dict[str, Any]
+    data: DataConfig
+    train: TrainConfig
+    search: SearchSpec | None
+    source: str
+    overrides: list[str]
+
+    def cells(self) -> list[Cell]:
+        """Every arm on every backbone from every seed, ordered by (backbone, arm, seed).
+
+        A search study has no arms, hence no cells: its trials come from ``search_trial_config``.
+
+        >>> len(load_study("kernel-size").cells())
+        28
+        """
+        return [Cell(f"{backbone}/{arm.id}/seed={seed}", arm, backbone, seed)
+                for backbone in self.backbones for arm in self.arms for seed in range(self.seeds)]
+
+    def arm(self, arm_id: str) -> Arm:
+        """The arm called ``arm_id``.
+
+        >>> load_study("reduction").arm("se(r=4)").kwargs
+        {'r': 4}
+        """
+        for arm in self.arms:
+            if arm.id == arm_id:
+                return arm
+        raise SpecError(f"{self.source}: no arm {arm_id!r} in study {self.name!r}{_suggest(arm_id, self.arm_ids())}")
+
+    def arm_ids(self) -> list[str]:
+        return [arm.id for arm in self.arms]
+
+    def trial_config(self, cell: Cell, runtime: RuntimeConfig) -> TrialConfig:
+        """The ``TrialConfig`` of one cell.
+
+        >>> spec = load_study("kernel-size")
+        >>> spec.trial_config(spec.cells()[0], RuntimeConfig()).model.backbone
+        'resnet-8'
+        """
+        return self._trial(cell.arm, cell.backbone, cell.seed, runtime)
+
+    def search_trial_config(self, params: Mapping[str, Any], backbone: str, seed: int,
+                            runtime: RuntimeConfig) -> TrialConfig:
+        """The ``TrialConfig`` of one point of the search space (``SearchSpec.suggest``'s params).
+
+        >>> spec = load_study("search")
+        >>> cfg = spec.search_trial_config({"attention": "eca", "k": 5}, "resnet-8", 0, RuntimeConfig())
+        >>> cfg.model.attention_kwargs
+        {'k': 5}
+        """
+        if backbone not in self.backbones:
+            raise SpecError(f"{self.source}: backbone {backbone!r} is not one of the study's: "
+                            f"{', '.join(self.backbones)}")
+        return self._trial(self.search_arm(params), backbone, seed, runtime)
+
+    def _trial(self, arm: Arm, backbone: str, seed: int, runtime: RuntimeConfig) -> TrialConfig:
+        model = ModelConfig(backbone, arm.attention, dict(arm.kwargs), self.model.get("width"))
+        try:
+            return TrialConfig(model=model, data=self.data, train=self.train, seed=seed, runtime=runtime)
+        except ConfigError as e:
+            raise SpecError(f"{self.source}: {e}") from None
+
+    def search_arm(self, params: Mapping[str, Any]) -> Arm:
+        """The arm a point of the search space stands for (its id names it in storage and reports).
+
+        >>> load_study("search").search_arm({"attention": "ceca", "k": "adaptive", "gamma": 2, "beta": 1}).id
+        'ceca(k=adaptive,gamma=2,beta=1)'
+        """
+        if self.search is None:
+            raise SpecError(f"{self.source}: study {self.name!r} is not a search study (layout {self.layout!r})")
+        where = f"{self.source}: search parameters {dict(params)!r}"
+        try:
+            point = _search_point(self.search.space, params)
+            attention = point.pop("attention")
+            arm = _make_arm(attention, point, explicit=False)
+            _check_on_stages(arm, self.backbones, self.model.get("width"))
+        except _Invalid as e:
+            raise SpecError(f"{where}: {e.key}: {e.message}") from None
+        return arm
+
+    def kernel_sizes(self, arm: Arm, backbone: str) -> list[int] | None:
+        """The kernel size of ``arm`` in each stage of ``backbone``; None without a kernel.
+
+        >>> spec = load_study("gamma-beta", "imagenet")
+        >>> spec.kernel_sizes(spec.arm(spec.baseline), "resnet-50")
+        [5, 5, 5, 7]
+        """
+        if arm.attention not in KERNEL_VARIANTS:
+            return None
+        kw = arm.kwargs
+        return [resolve_kernel_size(kw.get("k", 3), c, kw.get("gamma", 2.0), kw.get("beta", 1.0), kw.get("min_k", 1))
+                for c in stage_channels(backbone, self.model.get("width"))]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, JSON-serialisable; ``StudySpec.from_dict`` inverts it.
+
+        >>> spec = load_study("table2")
+        >>> StudySpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+        True
+        """
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "StudySpec":
+        """Inverse of ``to_dict`` (e.g. a spec stored with a study); a malformed dict is a SpecError."""
+        try:
+            values = dict(d)
+            search = values.get("search")
+            values.update(
+                backbones=list(values["backbones"]),
+                arms=[Arm(a["id"], a["attention"], dict(a["kwargs"])) for a in values["arms"]],
+                model=dict(values["model"]),
+                data=DataConfig(**values["data"]),
+                train=TrainConfig(**values["train"]),
+                search=None if search is None else SearchSpec(**search),
+                overrides=list(values["overrides"]),
+            )
+            return cls(**values)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise SpecError(f"stored study spec is invalid: {type(e).__name__}: {e}") from None
+
+    def results_key(self) -> dict[str, Any]:
+        """What changes results: arms, backbones, model, data, recipe, search (not n_trials).
+
+        Not the seeds or the number of search trials (raising them extends a study), nor its name,
+        description, mirrors, layout, baseline, profile, data_dir or num_workers. Order-free.
+        """
+        data = dataclasses.asdict(self.data)
+        data.pop("data_dir"), data.pop("num_workers")
+        search = None
+        if self.search is not None:
+            search = {"sampler": self.search.sampler, "pruner": self.search.pruner, "space": self.search.space}
+        return {"arms": {arm.id: {"attention": arm.attention, **arm.kwargs} for arm in self.arms},
+                "backbones": sorted(self.backbones), "model": dict(self.model), "data": data,
+                "train": dataclasses.asdict(self.train), "search": search}
+
+    def results_hash(self) -> str:
+        """sha256 (16 hex digits) of ``results_key()``: equal hashes, interchangeable results.
+
+        >>> load_study("table2").results_hash() == load_study("table2", overrides=["seeds=5"]).results_hash()
+        True
+        """
+        return hashlib.sha256(_canonical_json(self.results_key()).encode()).hexdigest()[:16]
+
+    def diff(self, other_dict: Mapping[str, Any]) -> list[str]:
+        """What differs in the results-relevant parts, as ``"key: other -> this"`` lines.
+
+        ``other_dict`` is another spec's ``to_dict()`` (e.g. the one stored with a study being resumed).
+
+        >>> old = load_study("table2").to_dict()
+        >>> load_study("table2", overrides=["train.epochs=5"]).diff(old)
+        ['train.epochs: 3 -> 5']
+        """
+        other = StudySpec.from_dict(other_dict).results_key()
+        mine = self.results_key()
+        lines = []
+        for arm_id in other["arms"].keys() - mine["arms"].keys():
+            lines.append(f"arms: {arm_id} removed")
+        for arm_id in mine["arms"].keys() - other["arms"].keys():
+            lines.append(f"arms: {arm_id} added")
+        for arm_id in mine["arms"].keys() & other["arms"].keys():
+            lines += _diff_values(f"arms.{arm_id}", other["arms"][arm_id], mine["arms"][arm_id])
+        for key in ("backbones", "model", "data", "train", "search"):
+            lines += _diff_values(key, other[key], mine[key])
+        return sorted(lines)
+
+
+def _diff_values(key: str, old: Any, new: Any) -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [line for sub in sorted(old.keys() | new.keys(), key=str)
+                for line in _diff_values(f"{key}.{sub}", old.get(sub, "(unset)"), new.get(sub, "(unset)"))]
+    if _canonical_json(old) == _canonical_json(new):
+        return []
+    return [f"{key}: {_show(old)} -> {_show(new)}"]
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
