@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .attention_timm import TIMM_VARIANTS, TimmAttention
+
 KernelSize = int | str
 
 ADAPTIVE = "adaptive"
@@ -470,14 +472,18 @@ class ECANS(_KernelAttention):
 
 
 REGISTRY: dict[str, type[nn.Module]] = {
-    cls.name: cls for cls in (Identity, SE, SEVar1, SEVar2, SEVar3, SEGC, ECANS, ECA, CECA)
+    cls.name: cls for cls in (Identity, SE, SEVar1, SEVar2, SEVar3, SEGC, ECANS, ECA, CECA, *TIMM_VARIANTS)
 }
+#: the variants built from timm's modules (ecasweep.attention_timm; needs the ``timm`` extra)
+TIMM_NAMES = frozenset(cls.name for cls in TIMM_VARIANTS)
+#: ecasweep's own variants (the paper's Table 2)
+NATIVE_NAMES = frozenset(REGISTRY) - TIMM_NAMES
 #: variants whose kernel size is set by ``k`` / ``gamma`` / ``beta``
 KERNEL_VARIANTS = frozenset(name for name, cls in REGISTRY.items() if issubclass(cls, _KernelAttention))
 
 
 def attention_names() -> list[str]:
-    """The user-facing names, in the order of the paper's Table 2."""
+    """The user-facing names: the paper's Table 2 in its order, then timm's modules."""
     return list(REGISTRY)
 
 
@@ -498,8 +504,9 @@ def create_attention(name: str, channels: int, **kwargs) -> nn.Module:
     """Build the attention variant ``name`` for ``channels`` channels.
 
     Keyword arguments: ``r`` (se), ``groups`` / ``group_size`` (se-gc), ``k``, ``gamma``, ``beta``,
-    ``min_k`` (eca, eca-ns, ceca), ``bias`` (all with parameters). An argument the variant does not
-    take is an error rather than silently ignored.
+    ``min_k`` (eca, eca-ns, ceca), ``bias`` (all with parameters); for timm's modules ``r``,
+    ``spatial_k`` (cbam, lcbam) and ``extent`` (ge-*), see ``ecasweep.attention_timm``. An argument the
+    variant does not take is an error rather than silently ignored.
 
     >>> create_attention("se-gc", 64, groups=16).conv.weight.shape  # 16 blocks of 4 x 4
     torch.Size([64, 4, 1])
@@ -515,7 +522,7 @@ def create_attention(name: str, channels: int, **kwargs) -> nn.Module:
 
 def is_attention(module: nn.Module) -> bool:
     """True for the modules ``create_attention`` builds (including ``none``)."""
-    return isinstance(module, (ChannelAttention, Identity))
+    return isinstance(module, (ChannelAttention, Identity, TimmAttention))
 
 
 def expected_params(name: str, channels: int, **kwargs) -> int:
