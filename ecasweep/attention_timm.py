@@ -54,12 +54,13 @@ class MissingTimmError(EcasweepError, ImportError):
     """A timm attention module was asked for but timm is not installed."""
 
 
-def timm_layers(submodule: str = "") -> Any:
+def timm_layers(submodule: str = "", variant: str = "") -> Any:
     """``timm.layers`` (or its ``submodule``), or a ``MissingTimmError`` naming the install command."""
     try:
         return importlib.import_module("timm.layers" + (f".{submodule}" if submodule else ""))
     except ImportError:
-        raise MissingTimmError(f"the attention modules of timm need timm, an optional extra: {INSTALL_HINT}") from None
+        what = f"attention {variant!r} is timm's module and needs" if variant else "timm's attention modules need"
+        raise MissingTimmError(f"{what} timm, an optional extra: {INSTALL_HINT}") from None
 
 
 def timm_available() -> bool:
@@ -123,7 +124,8 @@ class CBAM(TimmAttention):
         _positive_int("channels", channels)
         _positive_int("r", r)
         _odd("spatial_k", spatial_k)
-        super().__init__(channels, timm_layers("cbam").CbamModule(channels, rd_ratio=1 / r, spatial_kernel_size=spatial_k))
+        cbam = timm_layers("cbam", self.name).CbamModule
+        super().__init__(channels, cbam(channels, rd_ratio=1 / r, spatial_kernel_size=spatial_k))
 
 
 class LightCBAM(TimmAttention):
@@ -135,13 +137,13 @@ class LightCBAM(TimmAttention):
         _positive_int("channels", channels)
         _positive_int("r", r)
         _odd("spatial_k", spatial_k)
-        super().__init__(channels, timm_layers("cbam").LightCbamModule(channels, rd_ratio=1 / r,
-                                                                 spatial_kernel_size=spatial_k))
+        light_cbam = timm_layers("cbam", self.name).LightCbamModule
+        super().__init__(channels, light_cbam(channels, rd_ratio=1 / r, spatial_kernel_size=spatial_k))
 
 
-def _gather_excite(channels: int, **kwargs: Any) -> nn.Module:
+def _gather_excite(variant: str, channels: int, **kwargs: Any) -> nn.Module:
     """timm's ``GatherExcite``; a TypeError of timm's constructor becomes a ValueError saying so."""
-    layers = timm_layers()
+    layers = timm_layers(variant=variant)
     try:
         return layers.GatherExcite(channels, **kwargs)
     except TypeError as e:  # timm 1.0.31: GatherExcite passes its device/dtype dict with * instead of **
@@ -158,7 +160,8 @@ class GEThetaMinus(TimmAttention):
     def __init__(self, channels: int, extent: int = 0) -> None:
         _positive_int("channels", channels)
         extent = _extent(extent, allow_global=True)
-        super().__init__(channels, _gather_excite(channels, extent=extent, extra_params=False, use_mlp=False))
+        super().__init__(channels, _gather_excite(self.name, channels, extent=extent, extra_params=False,
+                                                  use_mlp=False))
 
 
 class GETheta(TimmAttention):
@@ -169,7 +172,8 @@ class GETheta(TimmAttention):
     def __init__(self, channels: int, extent: int = 2) -> None:
         _positive_int("channels", channels)
         extent = _extent(extent, allow_global=False)
-        super().__init__(channels, _gather_excite(channels, extent=extent, extra_params=True, use_mlp=False))
+        super().__init__(channels, _gather_excite(self.name, channels, extent=extent, extra_params=True,
+                                                  use_mlp=False))
 
 
 class GEThetaPlus(TimmAttention):
@@ -181,8 +185,8 @@ class GEThetaPlus(TimmAttention):
         _positive_int("channels", channels)
         extent = _extent(extent, allow_global=False)
         _positive_int("r", r)
-        super().__init__(channels, _gather_excite(channels, extent=extent, extra_params=True, use_mlp=True,
-                                                  rd_ratio=1 / r))
+        super().__init__(channels, _gather_excite(self.name, channels, extent=extent, extra_params=True,
+                                                  use_mlp=True, rd_ratio=1 / r))
 
 
 class GlobalContext(TimmAttention):
@@ -194,7 +198,8 @@ class GlobalContext(TimmAttention):
     def __init__(self, channels: int, r: int = 8) -> None:
         _positive_int("channels", channels)
         _positive_int("r", r)
-        super().__init__(channels, timm_layers().GlobalContext(channels, rd_ratio=1 / r, **self.fuse))
+        global_context = timm_layers(variant=self.name).GlobalContext
+        super().__init__(channels, global_context(channels, rd_ratio=1 / r, **self.fuse))
 
 
 class GlobalContextAdd(GlobalContext):
@@ -211,7 +216,7 @@ class EffectiveSE(TimmAttention):
 
     def __init__(self, channels: int) -> None:
         _positive_int("channels", channels)
-        super().__init__(channels, timm_layers().EffectiveSEModule(channels))
+        super().__init__(channels, timm_layers(variant=self.name).EffectiveSEModule(channels))
 
 
 class NonLocal(TimmAttention):
@@ -222,7 +227,7 @@ class NonLocal(TimmAttention):
     def __init__(self, channels: int, r: int = 8) -> None:
         _positive_int("channels", channels)
         _positive_int("r", r)
-        super().__init__(channels, timm_layers().NonLocalAttn(channels, rd_ratio=1 / r))
+        super().__init__(channels, timm_layers(variant=self.name).NonLocalAttn(channels, rd_ratio=1 / r))
 
 
 #: the timm variants, in the order of the paper's Table 3 where it has them
