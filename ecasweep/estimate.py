@@ -18,26 +18,38 @@ PROBE_STEPS = 3
 
 
 def estimate_seconds(spec: StudySpec, cells: Sequence[Cell], records: Sequence[TrialRecord], slots) -> tuple[float, str]:
-    """Wall seconds to run ``cells`` on ``slots`` workers, and how the figure was obtained."""
-    past: dict[str, list[float]] = {}
+    """Wall seconds to run ``cells`` on ``slots`` workers, and how the figure was obtained.
+
+    Per (backbone, arm): attention modules differ in cost (CBAM's spatial gate, a non-local block), so
+    each pair is timed on its own model.
+    """
+    past: dict[tuple[str, str], list[float]] = {}
     for r in records:
         if r.complete and isinstance(r.metrics.get("wall_seconds"), (int, float)):
-            past.setdefault(r.backbone, []).append(float(r.metrics["wall_seconds"]))
-    per_backbone = {b: statistics.median(v) for b, v in past.items()}
+            past.setdefault((r.backbone, r.arm), []).append(float(r.metrics["wall_seconds"]))
+    per_pair = {pair: statistics.median(v) for pair, v in past.items()}
     how = "median wall time of finished trials"
-    missing = {c.backbone for c in cells} - set(per_backbone)
+    missing = {(c.backbone, c.arm.id): c.arm for c in cells if (c.backbone, c.arm.id) not in per_pair}
     if missing:
-        per_backbone.update({b: _probe(spec, b) for b in missing})
+        data = load_dataset(spec.data, seed=0)
+        threads = torch.get_num_threads()
+        # As each worker will run: with its share of the cores (all cores for one worker slow down
+        # several-fold when the machine is busy, and are not what a worker of several gets).
+        torch.set_num_threads(getattr(slots[0], "threads", None) or threads if slots else threads)
+        try:
+            per_pair.update({(backbone, arm_id): _probe(spec, data, backbone, arm)
+                             for (backbone, arm_id), arm in missing.items()})
+        finally:
+            torch.set_num_threads(threads)
         how = "timed probe of a few training steps" if not past else how + " and a timed probe"
-    total = sum(per_backbone[c.backbone] for c in cells)
+    total = sum(per_pair[(c.backbone, c.arm.id)] for c in cells)
     return total / max(1, len(slots)), how
 
 
-def _probe(spec: StudySpec, backbone: str) -> float:
-    """Seconds for one trial of ``backbone``: a few timed training steps, scaled to the recipe."""
-    data = load_dataset(spec.data, seed=0)
-    model = build_model(backbone, "eca", num_classes=data.num_classes, in_channels=data.in_channels,
-                        **({"width": spec.model["width"]} if spec.model.get("width") else {}))
+def _probe(spec: StudySpec, data, backbone: str, arm) -> float:
+    """Seconds for one trial of ``arm`` on ``backbone``: a few timed training steps, scaled to the recipe."""
+    model = build_model(backbone, arm.attention, num_classes=data.num_classes, in_channels=data.in_channels,
+                        **({"width": spec.model["width"]} if spec.model.get("width") else {}), **arm.kwargs)
     model = model.to(memory_format=torch.channels_last).train()
     optimizer = make_optimizer(model, spec.train, torch.device("cpu"))
     batch = spec.train.batch_size
