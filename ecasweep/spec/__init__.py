@@ -106,3 +106,6 @@ from .resolve import (  # noqa: F401
 from .files import (  # noqa: F401
     DEFAULT_PROFILE, PROFILES_FILE, BUILTIN_STUDIES, study_paths, list_studies, load_study, _find, _read_toml,
 )
+from .claims import (  # noqa: F401
+    ClaimSpec, claims_from_tables,
+)

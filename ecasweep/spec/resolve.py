@@ -11,6 +11,7 @@ from ..backbones import stage_channels
 from ..config import DataConfig, TrainConfig
 from ..errors import ConfigError, SpecError
 from .arms import Arm, _arm_from_table, _arms_from_grid, _check_on_stages, _make_arm
+from .claims import ClaimSpec, check_margin, claims_from_tables
 from .layers import _Layer
 from .schema import LAYOUTS, MAX_ARMS, PRUNERS, SAMPLERS, _Invalid, _NULLABLE, _canonical_json, _suggest
 from .search import SearchSpec, _search_space, _space_points
@@ -41,6 +42,7 @@ class _Resolver:
         search = self._search(layout, data, backbones, model.get("width"))
         arms = [] if search else self._arms(backbones, model.get("width"))
         return StudySpec(
+            claims=self._claims(arms),
             name=self._string("name", self.path.stem), description=self._string("description", ""),
             mirrors=self._string("mirrors", ""), layout=layout, profile=profile,
             seeds=self._positive_int("seeds", 1), baseline=self._baseline(arms), backbones=backbones,
@@ -148,6 +150,20 @@ class _Resolver:
             except _Invalid as e:
                 raise self.error(key, e.message) from None
         return [arm for arm, _ in arms]
+
+    def _claims(self, arms: list[Arm]) -> list[ClaimSpec]:
+        margin = self.doc.get("margin")
+        if margin is not None:
+            try:
+                margin = check_margin(margin)
+            except _Invalid as e:
+                raise self.error("margin", e.message) from None
+        if "claims" in self.doc and not arms:
+            raise self.error("claims", "a search study has no arms to make claims about; remove them")
+        try:
+            return claims_from_tables(self.doc.get("claims", []), [arm.id for arm in arms], margin)
+        except _Invalid as e:
+            raise self.error(f"claims{e.key}", e.message) from None
 
     def _baseline(self, arms: list[Arm]) -> str:
         ids = [arm.id for arm in arms]

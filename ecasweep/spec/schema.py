@@ -27,7 +27,8 @@ _TABLES = {
     "model": ("width",),
     "search": ("n_trials", "sampler", "pruner", "space"),
 }
-_SCALARS = ("name", "description", "mirrors", "layout", "seeds", "baseline", "backbones", "arms", "grid")
+_SCALARS = ("name", "description", "mirrors", "layout", "seeds", "baseline", "backbones", "arms", "grid",
+            "claims", "margin")
 _LAYER_KEYS = (*_SCALARS, *_TABLES)
 _STUDY_KEYS = (*_LAYER_KEYS, "profiles")
 _NULLABLE = ("data.subset", "data.data_dir", "model.width")

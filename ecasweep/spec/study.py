@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..attention import KERNEL_VARIANTS, resolve_kernel_size
@@ -13,6 +13,7 @@ from ..backbones import stage_channels
 from ..config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
 from ..errors import ConfigError, SpecError
 from .arms import Arm, _check_on_stages, _make_arm
+from .claims import ClaimSpec
 from .schema import _Invalid, _canonical_json, _suggest
 from .search import SearchSpec, _search_point
 
@@ -46,6 +47,8 @@ class StudySpec:
     search: SearchSpec | None
     source: str
     overrides: list[str]
+    #: the claims the study tests (``[[claims]]``), one per pair of arms; decided by ecasweep.claims
+    claims: list[ClaimSpec] = field(default_factory=list)
 
     def cells(self) -> list[Cell]:
         """Every arm on every backbone from every seed, ordered by (backbone, arm, seed).
@@ -156,6 +159,7 @@ class StudySpec:
                 train=TrainConfig(**values["train"]),
                 search=None if search is None else SearchSpec(**search),
                 overrides=list(values["overrides"]),
+                claims=[ClaimSpec(**c) for c in values.get("claims", [])],
             )
             return cls(**values)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
