@@ -321,10 +321,11 @@ def status(study: str = typer.Argument(..., help="Study name in the storage."),
 # ------------------------------------------------------------------------------------ reports
 
 def _print_table(study, spec_dict, records, fmt: str = "rich", output: Path | None = None, **options) -> None:
-    from .report import build_table, render
+    from .report import build_claims, build_table, render, render_with_claims
 
+    claims_only = options.pop("claims_only", False)
     table = build_table(spec_dict, records, **options)
-    rendered = render(table, fmt)
+    rendered = render_with_claims(render(table, fmt), build_claims(spec_dict, records), fmt, claims_only)
     if output is not None:
         if fmt == "rich":
             raise EcasweepError("--output needs a text format: --format markdown, csv, json or latex")
@@ -347,6 +348,7 @@ def table(
     layout: Optional[str] = typer.Option(None, help="table2, figure4, gamma-beta or search [default: the study's]."),
     test: str = typer.Option("t", help="Paired test: t (paired t-test) or wilcoxon."),
     bootstrap: bool = typer.Option(False, "--bootstrap", help="Bootstrap confidence intervals."),
+    claims_only: bool = typer.Option(False, "--claims", help="Only the Claims table (the study's claims and their verdicts)."),
 ) -> None:
     """The study's table: mean ± std over seeds, 95% CI, Δ vs baseline with Holm-adjusted p, ties with best.
 
@@ -365,7 +367,7 @@ def table(
         if baseline is not None and baseline not in {a["id"] for a in spec_dict.get("arms", [])}:
             raise EcasweepError(f"--baseline: no arm {baseline!r}; arms: {', '.join(a['id'] for a in spec_dict['arms'])}")
         _print_table(loaded, spec_dict, records, fmt, output, metric=metric, baseline=baseline, test=test,
-                     bootstrap=bootstrap, layout=layout)
+                     bootstrap=bootstrap, layout=layout, claims_only=claims_only)
 
 
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:

@@ -205,3 +205,99 @@ def test_builtin_studies_declare_the_papers_claims():
     counts = {name: len(load_study(name).claims) for name in ("kernel-size", "reduction", "interaction", "table2",
                                                               "gamma-beta", "search")}
     assert counts == {"kernel-size": 13, "reduction": 3, "interaction": 4, "table2": 7, "gamma-beta": 5, "search": 0}
+
+
+# --- the Claims table ------------------------------------------------------------------------------------
+
+ARMS = [{"id": "none", "attention": "none", "kwargs": {}}, {"id": "se(r=16)", "attention": "se", "kwargs": {"r": 16}},
+        {"id": "eca(k=3)", "attention": "eca", "kwargs": {"k": 3}}]
+
+
+def _claims_study(values: dict[str, list[float]], claims_: list[dict], storage: str | None = None,
+                  spec: dict | None = None):
+    """An Optuna study (in memory, or in ``storage``) holding ``values`` (arm -> top-1 by seed) on resnet-8."""
+    import optuna
+
+    from ecasweep.results import SPEC_ATTR, cell_attrs, read_records
+
+    spec = spec or {"name": "claims", "layout": "table2", "seeds": 8, "backbones": ["resnet-8"], "arms": ARMS,
+                    "claims": claims_}
+    arms = spec["arms"]
+    study = optuna.create_study(direction="maximize", storage=storage, study_name="claims")
+    study.set_user_attr(SPEC_ATTR, spec)
+    for arm in arms:
+        params = {"attention": arm["attention"], **arm["kwargs"]}
+        for seed, value in enumerate(values[arm["id"]]):
+            attrs = cell_attrs(f"resnet-8/{arm['id']}/seed={seed}", arm["id"], "resnet-8", seed, params)
+            study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, value=value,
+                                                      user_attrs={**attrs, "top1": value}))
+    return spec, read_records(study)
+
+
+def test_claims_table_decides_each_claim_and_renders_in_every_format():
+    import csv
+    import io
+    import json
+
+    from rich.console import Console
+
+    from ecasweep.report import build_claims, render_claims
+
+    rng = np.random.default_rng(5)
+    base = 85 + rng.normal(0, 1.0, 12)
+    values = {"none": list(base + rng.normal(0, 0.3, 12)), "se(r=16)": list(base + rng.normal(0, 0.3, 12)),
+              "eca(k=3)": list(base + 1.5 + rng.normal(0, 0.3, 12))}
+    declared = [{"kind": "superiority", "a": "eca(k=3)", "b": "se(r=16)", "margin": 0.0, "words": "ECA beats SE",
+                 "evidence": "Table 2"},
+                {"kind": "equivalence", "a": "se(r=16)", "b": "none", "margin": 0.05, "words": "", "evidence": ""}]
+    spec, records = _claims_study(values, declared)
+    table = build_claims(spec, records)
+    assert table.family == 2 and [r.n for r in table.rows] == [12, 12]
+    sup, eq = table.rows
+    # the verdict is the first look whose t interval (scipy's, at that look's level) clears 0
+    d = np.subtract(values["eca(k=3)"], values["se(r=16)"])
+    level = 1 - claims.family_alpha(2) / len(claims.LOOKS)
+    first = next(n for n in claims.LOOKS if sst.ttest_1samp(d[:n], 0).confidence_interval(level).low > 0)
+    assert (sup.verdict, sup.decided_at) == ("supported", first)
+    assert sup.effect == pytest.approx(d.mean())
+    assert sup.paper.startswith("77.43 vs 76.71 (+0.72") and sup.paper.endswith("Table 2")
+    assert eq.verdict == "open" and eq.decided_at is None  # a 0.05-point margin needs far more seeds
+    assert eq.seeds_needed is None or eq.seeds_needed > 12
+
+    doc = json.loads(render_claims(table, "json"))
+    assert doc["schema"] == "ecasweep.claims/1" and doc["rows"][0]["verdict"] == "supported"
+    rows = list(csv.DictReader(io.StringIO(render_claims(table, "csv"))))
+    assert [r["verdict"] for r in rows] == ["supported", "open"]
+    assert "| ECA beats SE: ECA (k=3) > SE (r=16) |" in render_claims(table, "markdown")
+    assert r"\begin{tabular}" in render_claims(table, "latex")
+    console = Console(record=True, width=160)
+    console.print(render_claims(table, "rich"))
+    assert "supported (at" in console.export_text()
+
+
+def test_claims_table_without_seeds_is_open():
+    from ecasweep.report import build_claims
+
+    declared = [{"kind": "superiority", "a": "eca(k=3)", "b": "none", "margin": 0.0, "words": "w", "evidence": ""}]
+    spec, records = _claims_study({"none": [85.0], "se(r=16)": [85.0], "eca(k=3)": [86.0]}, declared)
+    (row,) = build_claims(spec, records).rows
+    assert (row.n, row.verdict, row.low, row.seeds_needed) == (1, "open", None, None)
+
+
+def test_table_command_prints_the_claims(tmp_path):
+    import json
+
+    spec = load_study(_write(tmp_path), overrides=["name=claims"]).to_dict()
+    values = {"none": [85.0, 85.2, 84.9], "se(r=4)": [85.1, 85.0, 85.3], "eca(k=3)": [86.0, 86.1, 85.8],
+              "eca(k=5)": [86.1, 86.0, 85.7]}
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    _claims_study(values, [], url, spec)
+    run = CliRunner()
+    markdown = run.invoke(app, ["table", "claims", "--storage", url, "-f", "markdown"])
+    assert markdown.exit_code == 0, markdown.output
+    assert "| k does not matter: \\|ECA (k=5) − ECA (k=3)\\| < 0.2 | resnet-8 |" in markdown.output
+    assert "open (" in markdown.output
+    doc = json.loads(run.invoke(app, ["table", "claims", "--storage", url, "-f", "json"]).output)
+    assert [r["n"] for r in doc["claims"]["rows"]] == [3, 3, 3] and doc["rows"]  # the study table and its claims
+    only = run.invoke(app, ["table", "claims", "--storage", url, "-f", "csv", "--claims"])
+    assert only.output.splitlines()[0].startswith("words,kind,a,b,") and len(only.output.splitlines()) == 4

@@ -1,0 +1,255 @@
+"""The Claims table: each claim of a study on each backbone, with the paper's evidence, this study's
+effect and the verdict of ``ecasweep.claims``, rendered as Rich, Markdown, CSV, JSON or LaTeX.
+
+Example:
+    >>> claims = build_claims(spec, records)  # doctest: +SKIP
+    >>> [(r.words, r.backbone, r.verdict) for r in claims.rows][:1]  # doctest: +SKIP
+    [('ECA beats SE (r=16) at every k', 'resnet-8', 'open')]
+
+JSON schema (``render_claims(table, "json")``, schema id ``ecasweep.claims/1``)::
+
+    {"schema": "ecasweep.claims/1", "study": str, "metric": "top1", "alpha": 0.05,
+     "family": int,             # (claim, backbone) pairs: each spends alpha / family
+     "looks": [int],            # the seed counts at which verdicts are taken
+     "caption": str,
+     "rows": [{"words", "kind", "a", "b", "label_a", "label_b", "backbone": str, "margin": float,
+               "paper": str,    # the paper's evidence: its figures for A and B where it has them, and words
+               "n": int,        # seeds both arms ran
+               "effect", "ci_low", "ci_high": float | null,   # mean A - B, 95% t interval (pp)
+               "low", "high": float | null,   # the decision interval (family-wise, any number of looks)
+               "verdict": "supported" | "contradicted" | "open",
+               "decided_at": int | null,      # the look (seeds) that decided it
+               "seeds_needed": int | null}]}  # open: the look that would decide it at the observed spread
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .. import claims as decide
+from .. import stats
+from ..errors import EcasweepError
+from ..results import TrialRecord
+from .labels import _paper_top, arm_label, paper_reference
+from .tables import _group, _values
+
+SCHEMA = "ecasweep.claims/1"
+METRIC = "top1"  # the paper's claims are about top-1 accuracy
+
+
+@dataclass
+class ClaimRow:
+    """One claim on one backbone. Field meanings: see the module docstring (JSON schema)."""
+
+    words: str
+    kind: str
+    a: str
+    b: str
+    label_a: str
+    label_b: str
+    backbone: str
+    margin: float
+    paper: str
+    n: int
+    effect: float | None
+    ci_low: float | None
+    ci_high: float | None
+    low: float | None
+    high: float | None
+    verdict: str
+    decided_at: int | None
+    seeds_needed: int | None
+
+
+CLAIM_FIELDS = tuple(f.name for f in fields(ClaimRow))
+
+
+@dataclass
+class ClaimsTable:
+    """A study's claims as plain values, ready to render."""
+
+    study: str
+    rows: list[ClaimRow]
+    family: int
+    caption: str = ""
+    alpha: float = decide.ALPHA
+    looks: list[int] = field(default_factory=lambda: list(decide.LOOKS))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document described in the module docstring."""
+        return {"schema": SCHEMA, "study": self.study, "metric": METRIC, "alpha": self.alpha,
+                "family": self.family, "looks": self.looks, "caption": self.caption,
+                "rows": [asdict(r) for r in self.rows]}
+
+
+def _finite(x: Any) -> float | None:
+    return float(x) if x is not None and math.isfinite(float(x)) else None
+
+
+def _paper(claim: Mapping[str, Any], params: Mapping[str, Mapping[str, Any]], reference: Mapping[str, Any]) -> str:
+    tops = [_paper_top(params.get(claim[side], {}), METRIC, reference) for side in ("a", "b")]
+    figures = ""
+    if None not in tops:
+        figures = f"{tops[0]:.2f} vs {tops[1]:.2f} ({tops[0] - tops[1]:+.2f}, ImageNet ResNet-50)"
+    return "; ".join(part for part in (figures, claim.get("evidence", "")) if part)
+
+
+def build_claims(spec: Mapping[str, Any], records: Sequence[TrialRecord], alpha: float = decide.ALPHA) -> ClaimsTable:
+    """The claims of ``spec`` (a study spec dict) decided on ``records``, one row per claim per backbone."""
+    declared = list(spec.get("claims") or [])
+    backbones = list(spec.get("backbones", []))
+    groups = _group(spec, records)
+    params = {arm["id"]: {"attention": arm["attention"], **arm.get("kwargs", {})} for arm in spec.get("arms", [])}
+    family = len(declared) * len(backbones)
+    claim_alpha = decide.family_alpha(family, alpha)
+    reference = paper_reference()
+    rows = []
+    for claim in declared:
+        for backbone in backbones:
+            rows.append(_row(claim, backbone, groups, params, claim_alpha, reference))
+    table = ClaimsTable(str(spec.get("name", "")), rows, family, alpha=alpha)
+    table.caption = _caption(table)
+    return table
+
+
+def _row(claim: Mapping[str, Any], backbone: str, groups, params, claim_alpha: float, reference) -> ClaimRow:
+    kind, margin = claim["kind"], float(claim["margin"])
+    cells = [groups.get((backbone, claim[side])) for side in ("a", "b")]
+    by_seed = [_values(c, METRIC) if c is not None else {} for c in cells]
+    seeds = sorted(set(by_seed[0]) & set(by_seed[1]))
+    d = np.array([by_seed[0][s] - by_seed[1][s] for s in seeds], dtype=float)
+    effect = float(d.mean()) if d.size else None
+    c = stats.summarize_arm(d.tolist())
+    result = decide.sequential(d, kind, margin, decide.look_alphas(claim_alpha))
+    verdict = decide.VERDICTS[int(result.verdict)]
+    needed = None
+    if verdict == "open":
+        needed = decide.seeds_to_decide(effect, c.std, kind, margin, claim_alpha, after=int(d.size))
+    return ClaimRow(
+        words=claim.get("words", ""), kind=kind, a=claim["a"], b=claim["b"],
+        label_a=arm_label(params.get(claim["a"], {})), label_b=arm_label(params.get(claim["b"], {})),
+        backbone=backbone, margin=margin, paper=_paper(claim, params, reference), n=int(d.size), effect=effect,
+        ci_low=c.ci_low, ci_high=c.ci_high, low=_finite(result.low), high=_finite(result.high), verdict=verdict,
+        decided_at=int(result.seeds) if verdict != "open" else None, seeds_needed=needed)
+
+
+def _caption(table: ClaimsTable) -> str:
+    looks = ", ".join(map(str, table.looks))
+    counts = {v: sum(r.verdict == v for r in table.rows) for v in ("supported", "contradicted", "open")}
+    return (f"{table.study}: {counts['supported']} supported, {counts['contradicted']} contradicted, "
+            f"{counts['open']} open of {len(table.rows)} (claim, backbone) pairs. Effect: mean paired difference "
+            f"A - B in top-1 points over the seeds both arms ran, with its 95% t interval. Verdicts come from "
+            f"a group-sequential design (Lan & DeMets alpha spending, Bonferroni bound): looks at {looks} seeds, "
+            f"each pair spends α = {table.alpha:g}/{table.family} split over the looks, so the chance of any wrong "
+            f"verdict in the study stays below {table.alpha:g} however many seeds are added (docs/claims.md). "
+            "Open: the seeds at which it would be decided if the observed effect and spread held.")
+
+
+# Rendering -------------------------------------------------------------------------------------------
+
+def _num(x: float | None, sign: bool = False) -> str:
+    return "" if x is None else (f"{x:+.2f}" if sign else f"{x:.2f}")
+
+
+def _effect(r: ClaimRow) -> str:
+    if r.effect is None:
+        return ""
+    ci = f" [{_num(r.ci_low, True)}, {_num(r.ci_high, True)}]" if r.ci_low is not None else ""
+    return _num(r.effect, True) + ci
+
+
+def _verdict(r: ClaimRow) -> str:
+    if r.verdict != "open":
+        return f"{r.verdict} (at {r.decided_at} seeds)"
+    if r.seeds_needed is not None:
+        return f"open (about {r.seeds_needed} seeds)"
+    if r.n < 2:
+        return "open (needs 2 seeds for a spread)"
+    return f"open (no verdict within {decide.LOOKS[-1]} seeds at this spread)"
+
+
+def _claim(r: ClaimRow) -> str:
+    pair = {"superiority": f"{r.label_a} > {r.label_b}",
+            "non-inferiority": f"{r.label_a} > {r.label_b} − {r.margin:g}",
+            "equivalence": f"|{r.label_a} − {r.label_b}| < {r.margin:g}"}[r.kind]
+    return f"{r.words}: {pair}" if r.words else pair
+
+
+COLUMNS = (("claim", _claim), ("backbone", lambda r: r.backbone), ("paper", lambda r: r.paper),
+           ("effect [95% CI]", _effect), ("n", lambda r: str(r.n)), ("verdict", _verdict))
+
+
+def render_claims(table: ClaimsTable, fmt: str = "rich") -> Any:
+    """``table`` as ``rich`` (a renderable), or a string for ``markdown``, ``csv``, ``json``, ``latex``."""
+    renderers = {"rich": _rich, "markdown": _markdown, "csv": _csv, "latex": _latex,
+                 "json": lambda t: json.dumps(t.to_dict(), indent=2, ensure_ascii=False, allow_nan=False)}
+    if fmt not in renderers:
+        raise EcasweepError(f"unknown format {fmt!r}; expected one of: {', '.join(renderers)}")
+    return renderers[fmt](table)
+
+
+def _csv(table: ClaimsTable) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CLAIM_FIELDS)
+    for r in table.rows:
+        writer.writerow(["" if v is None else v for v in (getattr(r, f) for f in CLAIM_FIELDS)])
+    return out.getvalue()
+
+
+def _markdown(table: ClaimsTable) -> str:
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(h for h, _ in COLUMNS) + " |", "|---|---|---|--:|--:|---|"]
+    lines += ["| " + " | ".join(esc(get(r)) for _, get in COLUMNS) + " |" for r in table.rows]
+    return "\n".join(lines) + f"\n\n{table.caption}\n"
+
+
+def _latex(table: ClaimsTable) -> str:
+    from .render import latex_escape
+
+    lines = [r"\begin{table}", r"\centering", r"\begin{tabular}{p{5cm}lp{3.5cm}rrl}", r"\toprule",
+             " & ".join(latex_escape(h) for h, _ in COLUMNS) + r" \\", r"\midrule"]
+    lines += [" & ".join(latex_escape(get(r)) for _, get in COLUMNS) + r" \\" for r in table.rows]
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{latex_escape(table.caption)}}}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def _rich(table: ClaimsTable) -> Any:
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    out = RichTable(title=f"{table.study} — claims", box=box.SIMPLE_HEAD, pad_edge=False)
+    for header, _ in COLUMNS:
+        out.add_column(header, overflow="fold", justify="right" if header in ("n", "effect [95% CI]") else "left",
+                       ratio=3 if header in ("claim", "paper") else None)
+    style = {"supported": "green", "contradicted": "red", "open": "yellow"}
+    for r in table.rows:
+        out.add_row(*(get(r) for _, get in COLUMNS), style=style[r.verdict])
+    return Group(out, Text(table.caption, style="dim"))
+
+
+def render_with_claims(rendered: Any, table: ClaimsTable, fmt: str, claims_only: bool = False) -> Any:
+    """A study table already rendered as ``fmt``, followed by its claims in the same format: a Rich
+    group, Markdown or LaTeX appended, the JSON document with a ``claims`` key. CSV holds one table:
+    the rows, or with ``claims_only`` the claims (as every format does with it)."""
+    if claims_only:
+        return render_claims(table, fmt)
+    if not table.rows or fmt == "csv":
+        return rendered
+    if fmt == "json":
+        return json.dumps({**json.loads(rendered), "claims": table.to_dict()}, indent=2, ensure_ascii=False,
+                          allow_nan=False)
+    if fmt == "rich":
+        from rich.console import Group
+
+        return Group(rendered, render_claims(table, "rich"))
+    return rendered.rstrip("\n") + "\n\n" + render_claims(table, fmt)
