@@ -4,11 +4,21 @@ The library is usable without the CLI:
 
     >>> from ecasweep import build_model, summarize
     >>> model = build_model("resnet-20", attention="eca", k=3)
+
+The names below are imported on first use (PEP 562), so that ``ecasweep --help`` and other commands
+that train nothing do not pay for importing torch.
 """
 
 __version__ = "0.1.0"
 
-from .attention import create_attention  # noqa: E402
-from .backbones import build_model, summarize  # noqa: E402
-
 __all__ = ["__version__", "build_model", "create_attention", "summarize"]
+
+_LAZY = {"create_attention": "attention", "build_model": "backbones", "summarize": "backbones"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

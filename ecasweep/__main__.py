@@ -1,11 +1,21 @@
-"""``python -m ecasweep`` runs the command-line interface."""
+"""``python -m ecasweep`` and the ``ecasweep`` command run the command-line interface."""
 
 import sys
 
-if __name__ == "__main__":
-    try:
-        from .cli import main  # importing torch takes seconds: a Ctrl-C may land here too
 
-        main()
-    except KeyboardInterrupt:
-        sys.exit(130)
+def main() -> None:
+    """Console entry point: SIGTERM handled like Ctrl-C from the first moment, and an interruption
+    during start-up (importing torch takes seconds) exits quietly with 130 or 143."""
+    from . import signals
+
+    signals.install()
+    try:
+        from .cli import main as cli_main
+
+        cli_main()
+    except KeyboardInterrupt as exc:
+        sys.exit(signals.exit_code(exc))
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,9 @@ it reaches ``POINT``. The points:
 
 * ``checkpoint-write``: in ``CheckpointStore.save``, with half of the temporary file written;
 * ``store-result``: in the sweep, with half of a finished trial's metrics stored and the trial
-  still RUNNING.
+  still RUNNING;
+* ``claimed``: in the sweep, right after a trial moved from WAITING to RUNNING (before the worker
+  is recorded on it and before training starts).
 
 Unset (always, outside tests) it costs one dictionary lookup per call.
 
@@ -19,7 +21,7 @@ import os
 import signal
 from collections import Counter
 
-POINTS = ("checkpoint-write", "store-result")
+POINTS = ("checkpoint-write", "store-result", "claimed")
 _reached: Counter[str] = Counter()
 
 

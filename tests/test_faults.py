@@ -60,10 +60,29 @@ def metrics(storage: str, name: str) -> dict[str, tuple]:
 
 # --- kill -9 -------------------------------------------------------------------------------------------
 
+def _wait_for_claim(db: Path, proc: subprocess.Popen, timeout: float) -> None:
+    """Until ``proc`` has claimed a trial (a trial of the study names it as its worker), or exited."""
+    import sqlite3
+
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+                row = conn.execute("SELECT count(*) FROM trial_user_attributes WHERE key = 'worker' "
+                                   "AND value_json LIKE ?", (f'%:{proc.pid}"',)).fetchone()
+            if row and row[0]:
+                return
+        except sqlite3.Error:  # no database or no tables yet
+            pass
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(1500)
 def test_kill_9_at_random_moments_loses_nothing_and_changes_nothing(tmp_path):
-    """At least 20 SIGKILLs (random delays, and mid checkpoint write and mid result write); after
-    them every cell has exactly one COMPLETE trial with the metrics of an uninterrupted run."""
+    """At least 20 SIGKILLs (random delays after the worker's first claim, and right after a claim,
+    mid checkpoint write and mid result write); after them every cell has exactly one COMPLETE
+    trial with the metrics of an uninterrupted run."""
     study_file = write_study(tmp_path)
     reference_db = f"sqlite:///{tmp_path / 'reference.db'}"
     ref = run_cli(study_file, reference_db, tmp_path / "ref-ckpt")
@@ -76,27 +95,33 @@ def test_kill_9_at_random_moments_loses_nothing_and_changes_nothing(tmp_path):
     how = Counter()
     while kills < 20:
         rounds += 1
-        storage = f"sqlite:///{tmp_path / f'killed-{rounds}.db'}"
-        ckpt = tmp_path / f"ckpt-{rounds}"
-        for attempt in range(60):
-            fault = rng.choice(["delay", "delay", "delay", "checkpoint-write", "store-result"])
+        db = tmp_path / f"killed-{rounds}.db"
+        storage, ckpt = f"sqlite:///{db}", tmp_path / f"ckpt-{rounds}"
+        for attempt in range(40):
+            fault = rng.choice(["delay", "delay", "delay", "checkpoint-write", "store-result", "claimed"])
             extra = {} if fault == "delay" else {"ECASWEEP_FAULT": f"{fault}:{rng.randint(1, 4)}"}
             proc = subprocess.Popen([sys.executable, "-m", "ecasweep", "run", str(study_file), "--storage", storage,
                                      "--workers", "1", "--no-table"], env=env_for(ckpt, **extra),
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                     start_new_session=True)
             try:
-                _, err = proc.communicate(timeout=rng.uniform(4.0, 9.0) if fault == "delay" else 120)
+                if fault == "delay":
+                    # Timed from the worker's progress (its first claim), not from the process's start,
+                    # so that the kills land among claims, trials and writes on a slow CPU as on a fast one.
+                    _wait_for_claim(db, proc, timeout=120)
+                    _, err = proc.communicate(timeout=rng.uniform(0.0, 2.5))
+                else:
+                    _, err = proc.communicate(timeout=120)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
+                _, err = proc.communicate()
             if proc.returncode == 0:
                 break
             assert proc.returncode == -signal.SIGKILL, err  # killed by us or by the fault hook, nothing else
             kills += 1
             how[fault] += 1
         else:
-            pytest.fail("the study did not complete in 60 attempts")
+            pytest.fail("the study did not complete in 40 attempts")
         study = optuna.load_study(study_name="faults", storage=storage)
         interrupted += sum(1 for t in study.trials if t.state.name == "FAIL")
         done = completed(storage, "faults")
