@@ -44,6 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from .attention import NATIVE_NAMES, REGISTRY, create_attention
+from .attention_timm import timm_available
 from .backbones import build_model, summarize as summarize_model
 from .config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
 from .devices import cpu_count, resolve_device
@@ -266,8 +267,16 @@ def bench_modules(device: str = "auto", repeats: int = 11, warmup: int = 2, thre
 
 #: attention variants of ``bench models``, each at its paper setting
 MODEL_VARIANTS = ("none", "se", "eca", "eca-ns", "se-var1", "se-var2", "se-var3", "se-gc", "ceca")
+#: timm's modules of the paper's Table 3 comparison, added to ``bench models`` when timm is installed
+TIMM_MODEL_VARIANTS = ("cbam", "ge-theta-minus", "gc")
 #: the paper's Table 3 method names of our variants
-PAPER_METHODS = {"none": ("ResNet", "MobileNetV2"), "se": ("SENet", "SENet (r=8)"), "eca": ("ECA-Net",)}
+PAPER_METHODS = {"none": ("ResNet", "MobileNetV2"), "se": ("SENet", "SENet (r=8)"), "eca": ("ECA-Net",),
+                 "cbam": ("CBAM",)}
+
+
+def model_variants() -> tuple[str, ...]:
+    """``MODEL_VARIANTS``, then timm's Table 3 modules when timm is installed."""
+    return MODEL_VARIANTS + (TIMM_MODEL_VARIANTS if timm_available() else ())
 
 
 def paper_table3() -> list[dict[str, Any]]:
@@ -332,13 +341,14 @@ def _model_steps(backbone: str, attention: str, batch: int, device: torch.device
 
 def bench_models(backbone: str | None = None, device: str = "auto", batch_size: int | None = None,
                  repeats: int = 7, warmup: int = 2, threads: int | None = None,
-                 variants: Sequence[str] = MODEL_VARIANTS) -> dict:
+                 variants: Sequence[str] | None = None) -> dict:
     """Table 3 on this machine: each variant's size, cost and speed, and its overhead against ``none``.
 
     Default backbone: resnet-50 (224 px, batch 64) on a GPU, resnet-20 (32 px, batch 32) on the CPU
     with one thread, as sweeps run it. Each variant's training step (forward, backward, SGD step)
     and inference pass are timed interleaved with ``none``'s; the overhead is the median over
-    repeats of ``t_variant / t_none - 1``.
+    repeats of ``t_variant / t_none - 1``. Variants (default): ``MODEL_VARIANTS``, and timm's CBAM,
+    GE-θ⁻ and GC when timm is installed (``model_variants()``).
 
     >>> r = bench_models("resnet-8", "cpu", batch_size=2, repeats=1, warmup=0, variants=["none", "eca"])
     >>> r["rows"][1]["train_overhead"]["median"] > -1
@@ -348,7 +358,7 @@ def bench_models(backbone: str | None = None, device: str = "auto", batch_size: 
     gpu = device.type == "cuda"
     backbone = backbone or ("resnet-50" if gpu else "resnet-20")
     batch = batch_size or (64 if gpu else 32)
-    variants = list(dict.fromkeys(["none", *variants]))
+    variants = list(dict.fromkeys(["none", *(model_variants() if variants is None else variants)]))
     sync = synchronizer(device)
     if gpu:
         torch.backends.cudnn.benchmark = True
@@ -368,7 +378,7 @@ def bench_models(backbone: str | None = None, device: str = "auto", batch_size: 
     source, paper = paper_speeds(backbone)
     return {"machine": _machine(device, n), "backbone": backbone, "batch_size": batch,
             "input": list(_model_input(backbone)), "repeats": repeats, "rows": rows,
-            "paper_backbone": source, "paper": paper}
+            "paper_backbone": source, "paper": {v: p for v, p in paper.items() if v in variants}}
 
 
 def _model_row(attention: str, summary: dict, batch: int, train_s: float, infer_s: float) -> dict:

@@ -82,16 +82,25 @@ def _print_json(data: Any) -> None:
 
 # ------------------------------------------------------------------------------------------ train
 
+#: why some of timm's modules are not offered (train --help, run --help)
+_TIMM_OUT_OF_SCOPE = ("Not offered: timm's sk, splat, lambda, halo and bottleneck, which replace the block's "
+                      "convolution rather than re-weight its output.")
+
+
 @app.command()
 def train(
     backbone: str = typer.Option("resnet-20", help="Backbone, e.g. resnet-20, resnet-50, mobilenet-v2."),
-    attention: str = typer.Option("eca", help="Attention variant: none, se, se-var1/2/3, se-gc, eca-ns, eca, ceca."),
+    attention: str = typer.Option("eca", help="Attention variant: none, se, se-var1/2/3, se-gc, eca-ns, eca, ceca; "
+                                  "with the timm extra (pip install 'ecasweep\\[timm]') also timm's cbam, lcbam, "
+                                  "ge-theta-minus, ge-theta, ge-theta-plus, gc, gca, ese, nl. " + _TIMM_OUT_OF_SCOPE),
     k: Optional[str] = typer.Option(None, help="ECA kernel size: odd int, 'adaptive', or per stage '3,5,5,7'."),
     gamma: Optional[float] = typer.Option(None, help="Adaptive k: gamma (default 2)."),
     beta: Optional[float] = typer.Option(None, help="Adaptive k: beta (default 1)."),
     r: Optional[int] = typer.Option(None, help="SE reduction ratio (default 16)."),
     groups: Optional[int] = typer.Option(None, help="SE-GC: number of groups."),
     group_size: Optional[int] = typer.Option(None, help="SE-GC: channels per group."),
+    spatial_k: Optional[int] = typer.Option(None, help="CBAM: kernel size of the spatial gate (default 7)."),
+    extent: Optional[int] = typer.Option(None, help="Gather-Excite: gather extent, 0 (global) or a power of two."),
     width: Optional[int] = typer.Option(None, help="Base width of CIFAR-style ResNets (default 16)."),
     dataset: str = typer.Option("fashion-mnist", help="fashion-mnist, cifar10, cifar100, imagenet, imagefolder, synthetic."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the dataset is (else $ECASWEEP_DATA, Debian's, download)."),
@@ -120,7 +129,8 @@ def train(
 
     with _user_errors():
         kwargs = {key: value for key, value in dict(k=_parse_k(k), gamma=gamma, beta=beta, r=r, groups=groups,
-                                                      group_size=group_size).items() if value is not None}
+                                                      group_size=group_size, spatial_k=spatial_k,
+                                                      extent=extent).items() if value is not None}
         if recipe is not None and recipe not in RECIPES:
             raise EcasweepError(f"--recipe: unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
         base = RECIPES[recipe] if recipe else TrainConfig()
@@ -243,6 +253,11 @@ def run(
       [bold]ecasweep run kernel-size[/]
       [bold]ecasweep run kernel-size --profile cifar --devices cuda:0,cuda:1 --storage postgresql://me@db/sweeps[/]
       [bold]ecasweep run reduction --set data.dataset=synthetic --set train.epochs=1 --set seeds=1[/]
+      [bold]ecasweep run methods[/]   (Table 3: ECA against SE, CBAM, GE-θ⁻, GC; needs pip install 'ecasweep\\[timm]')
+
+    Attention from timm: cbam, lcbam, ge-theta-minus, ge-theta, ge-theta-plus, gc, gca, ese, nl.
+    Not offered: timm's sk, splat, lambda, halo, bottleneck (they replace the block's convolution
+    instead of re-weighting its output after the block's last BatchNorm).
     """
     from . import runner
 
@@ -345,7 +360,7 @@ def table(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file."),
     metric: str = typer.Option("top1", help="top1, top5 or loss."),
     baseline: Optional[str] = typer.Option(None, help="Arm id to compare against [default: the study's]."),
-    layout: Optional[str] = typer.Option(None, help="table2, figure4, gamma-beta or search [default: the study's]."),
+    layout: Optional[str] = typer.Option(None, help="table2, figure4, gamma-beta, search or table3 [default: the study's]."),
     test: str = typer.Option("t", help="Paired test: t (paired t-test) or wilcoxon."),
     bootstrap: bool = typer.Option(False, "--bootstrap", help="Bootstrap confidence intervals."),
     claims_only: bool = typer.Option(False, "--claims", help="Only the Claims table (the study's claims and their verdicts)."),
@@ -362,7 +377,7 @@ def table(
         _check_choice("--metric", metric, ("top1", "top5", "loss"))
         _check_choice("--test", test, ("t", "wilcoxon"))
         if layout is not None:
-            _check_choice("--layout", layout, ("table2", "figure4", "gamma-beta", "search"))
+            _check_choice("--layout", layout, ("table2", "figure4", "gamma-beta", "search", "table3"))
         loaded, spec_dict, records = runner.results(study, storage)
         if baseline is not None and baseline not in {a["id"] for a in spec_dict.get("arms", [])}:
             raise EcasweepError(f"--baseline: no arm {baseline!r}; arms: {', '.join(a['id'] for a in spec_dict['arms'])}")

@@ -60,6 +60,8 @@ class TrialResult:
     device: str
     val_top1: float | None = None
     val_loss: float | None = None
+    #: test images per second of the last evaluation (batches of eval_batch_size, the model in eval mode)
+    infer_images_per_second: float | None = None
     resumed_from_epoch: int = 0
     epoch_seconds: list[float] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -120,6 +122,7 @@ class _Evaluator:
 
     @torch.inference_mode()
     def __call__(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+        started = time.perf_counter()
         was_training = self.model.training
         self.model.eval()
         totals = None
@@ -135,8 +138,9 @@ class _Evaluator:
         self.model.train(was_training)
         if totals is None:
             return {"top1": float("nan"), "top5": float("nan"), "loss": float("nan")}
-        top1, top5, loss, n = totals.tolist()
-        return {"top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "loss": loss / n}
+        top1, top5, loss, n = totals.tolist()  # a host sync: the timing below includes the device's work
+        return {"top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "loss": loss / n,
+                "infer_images_per_second": n / (time.perf_counter() - started)}
 
 
 def _progress(quiet: bool, total: int, description: str):
@@ -270,7 +274,8 @@ def run_trial(config: TrialConfig, on_epoch: EpochCallback | None = None) -> Tri
         wall_seconds=time.perf_counter() - started, total_params=summary["total_params"],
         attention_params=summary["attention_params"], flops=summary["flops"],
         kernel_sizes=summary["kernel_sizes"], device=str(device), val_top1=final.get("val_top1"),
-        val_loss=final.get("val_loss"), resumed_from_epoch=start_epoch, epoch_seconds=epoch_seconds,
+        val_loss=final.get("val_loss"), infer_images_per_second=final.get("infer_images_per_second"),
+        resumed_from_epoch=start_epoch, epoch_seconds=epoch_seconds,
         history=history, identity=identity, versions=versions())
     if store and not rt.keep_checkpoints:
         store.clear()

@@ -19,7 +19,7 @@ JSON schema (``render(table, "json")``, schema id ``ecasweep.table/1``)::
       "schema": "ecasweep.table/1",
       "study": str,             # the spec's name
       "metric": "top1" | "top5" | "loss",
-      "layout": "table2" | "figure4" | "gamma-beta" | "search",
+      "layout": "table2" | "figure4" | "gamma-beta" | "search" | "table3",
       "baseline": str | null,   # arm id that delta and p refer to
       "test": "t" | "wilcoxon",
       "confidence": 0.95,
@@ -46,7 +46,12 @@ JSON schema (``render(table, "json")``, schema id ``ecasweep.table/1``)::
         "p_vs_best": float | null,  # Holm-adjusted p vs the best arm of the backbone
         "best": bool, "tied_with_best": bool,  # the best row is tied with itself
         "paper": float | null,  # the paper's ImageNet ResNet-50 figure for this variant
-        "paper_method": str | null  # the paper's name for it ("SE-GC1", "ECA"...)
+        "paper_method": str | null,  # the paper's name for it ("SE-GC1", "ECA"...)
+        # layout "table3" only (report.efficiency), else null: medians over seeds of the trials' own
+        # throughput, overheads = baseline img/s / arm img/s - 1, the paper's Table 3 row
+        "train_images_per_s", "infer_images_per_s", "train_overhead", "infer_overhead": float | null,
+        "paper_table3": {"backbone", "method", "params_m", "gflops", "train_fps", "infer_fps", "top1",
+                         "train_overhead", "infer_overhead"} | null
       }]
     }
 

@@ -52,6 +52,11 @@ def _ks(kernel_sizes: Sequence[Any] | None) -> str:
     return "/".join(str(k) for k in kernel_sizes) if kernel_sizes else ""
 
 
+#: the papers' names of timm's modules (ecasweep.attention_timm)
+TIMM_LABELS = {"cbam": "CBAM", "lcbam": "CBAM-light", "ge-theta-minus": "GE-θ⁻", "ge-theta": "GE-θ",
+               "ge-theta-plus": "GE-θ⁺", "gc": "GC", "gca": "GC (add)", "ese": "eSE", "nl": "Non-local"}
+
+
 def arm_label(params: Mapping[str, Any], kernel_sizes: Sequence[int] | None = None) -> str:
     """The paper's name for an arm: ``Vanilla``, ``SE (r=16)``, ``SE-GC (G=16)``, ``ECA (k=3)``,
     ``ECA (adaptive, γ=2, β=1 -> k 3/5/5/7)`` (``kernel_sizes``: the per-stage k the trials report).
@@ -62,7 +67,7 @@ def arm_label(params: Mapping[str, Any], kernel_sizes: Sequence[int] | None = No
     att = params.get("attention", "none")
     kw = {k: v for k, v in params.items() if k != "attention"}
     name = {"none": "Vanilla", "se": "SE", "se-var1": "SE-Var1", "se-var2": "SE-Var2", "se-var3": "SE-Var3",
-            "se-gc": "SE-GC", "eca-ns": "ECA-NS", "eca": "ECA", "ceca": "C-ECA"}.get(att, att)
+            "se-gc": "SE-GC", "eca-ns": "ECA-NS", "eca": "ECA", "ceca": "C-ECA", **TIMM_LABELS}.get(att, att)
     parts: list[str] = []
     if att == "se":
         parts.append(f"r={_num(kw.pop('r', 16))}")

@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from ..errors import EcasweepError
+from . import efficiency
 from .labels import KERNEL_ATTENTIONS, _ks, _num, arm_label
 from .tables import PAPER_COLUMN, ROW_FIELDS, Row, Table
 
@@ -74,6 +75,8 @@ def _flat_columns(table: Table) -> list[tuple[str, Any]]:
                   (PAPER_COLUMN, lambda r: _fmt(r.paper, 2)), ("attention", lambda r: r.formula)]
     if len(table.backbones) > 1:
         key.insert(1, ("backbone", lambda r: r.backbone))
+    if table.layout == "table3":  # the efficiency columns are what Table 3 is about: first of the rest
+        secondary = efficiency.columns(_count) + [c for c in secondary if c[0] not in ("params", "FLOPs")]
     return key + secondary
 
 
@@ -114,7 +117,7 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 _LATEX_UNICODE = {"±": r"$\pm$", "σ": r"$\sigma$", "γ": r"$\gamma$", "β": r"$\beta$", "Δ": r"$\Delta$",
                   "α": r"$\alpha$", "ω": r"$\omega$", "⊙": r"$\odot$", "×": r"$\times$", "²": r"$^2$",
-                  "≥": r"$\geq$", "->": r"$\to$", "<": r"$<$"}
+                  "≥": r"$\geq$", "->": r"$\to$", "<": r"$<$", "θ": r"$\theta$", "⁻": r"$^-$", "⁺": r"$^+$"}
 
 
 def latex_escape(text: str) -> str:

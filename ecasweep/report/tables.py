@@ -9,11 +9,12 @@ from typing import Any, Iterable, Mapping, Sequence
 from .. import stats
 from ..errors import EcasweepError
 from ..results import TrialRecord, latest_by_cell
+from . import efficiency
 from .labels import _formula, _paper_method, _paper_top, arm_label, paper_reference
 
 
 METRICS = ("top1", "top5", "loss")
-LAYOUTS = ("table2", "figure4", "gamma-beta", "search")
+LAYOUTS = ("table2", "figure4", "gamma-beta", "search", "table3")
 SCHEMA = "ecasweep.table/1"
 PAPER_COLUMN = "paper (ImageNet, ResNet-50)"
 
@@ -52,6 +53,12 @@ class Row:
     tied_with_best: bool = False
     paper: float | None = None
     paper_method: str | None = None
+    # layout "table3" only (report.efficiency): speed measured in the trials, the paper's Table 3 row
+    train_images_per_s: float | None = None
+    infer_images_per_s: float | None = None
+    train_overhead: float | None = None
+    infer_overhead: float | None = None
+    paper_table3: dict[str, Any] | None = None
 
 
 ROW_FIELDS = tuple(f.name for f in fields(Row))
@@ -176,6 +183,8 @@ def build_table(spec: Mapping[str, Any], records: Sequence[TrialRecord], metric:
             top5_mean=_mean(_values(cells, "top5").values()), objective=_mean(_values(cells, "value").values()),
             paper=_paper_top(cells.params, metric, reference), paper_method=_paper_method(cells.params)))
 
+    if layout == "table3":
+        efficiency.add_efficiency(rows, {key: cells.complete for key, cells in groups.items()}, baseline, reference)
     backbones = list(dict.fromkeys(r.backbone for r in rows))
     power = []
     for backbone in backbones:
@@ -195,6 +204,8 @@ def build_table(spec: Mapping[str, Any], records: Sequence[TrialRecord], metric:
                   rows=rows, caption="", backbones=backbones, planned=planned, failed=failed,
                   devices=devices, power=power, confidence=confidence, lower_is_better=lower)
     table.caption = _caption(spec, table)
+    if layout == "table3":
+        table.caption += " " + efficiency.caption(devices, spec.get("train", {}).get("eval_batch_size", "?"))
     return table
 
 

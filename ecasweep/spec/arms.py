@@ -122,6 +122,12 @@ def _check_arg(key: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise _Invalid(key, f"expected true or false, got {value!r}")
         return value
+    if key == "spatial_k" and not (is_int and value >= 1 and value % 2 == 1):
+        raise _Invalid(key, f"expected an odd integer >= 1, got {value!r}")
+    if key == "extent":  # 0 is the global extent; the module checks the power of two
+        if not is_int or value < 0:
+            raise _Invalid(key, f"expected 0 (global) or a power of two >= 2, got {value!r}")
+        return value
     if not is_int or value < 1:
         raise _Invalid(key, f"expected an integer >= 1, got {value!r}")
     return value

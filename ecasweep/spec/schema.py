@@ -10,11 +10,11 @@ from typing import Any, Iterable
 from ..config import DataConfig, TrainConfig
 
 
-LAYOUTS = ("table2", "figure4", "gamma-beta", "search")
+LAYOUTS = ("table2", "figure4", "gamma-beta", "search", "table3")
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
 #: arm arguments, in the order canonical ids list them
-ARM_ARGS = ("r", "groups", "group_size", "k", "gamma", "beta", "min_k", "bias", "round_to")
+ARM_ARGS = ("r", "groups", "group_size", "k", "gamma", "beta", "min_k", "bias", "round_to", "spatial_k", "extent")
 #: arguments that only matter for k = "adaptive"
 ADAPTIVE_ONLY = ("gamma", "beta", "min_k")
 #: float-valued arm arguments: the only ones a search space may give as {low, high}
