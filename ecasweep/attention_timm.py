@@ -116,7 +116,7 @@ class TimmAttention(nn.Module):
 
 
 class CBAM(TimmAttention):
-    """``cbam``: channel gate (MLP over avg- and max-pooled y, hidden C/r), then a spatial_k x spatial_k spatial gate."""
+    """``cbam``: a channel gate (MLP of avg- and max-pooled y, hidden C/r), then a spatial_k^2 spatial gate."""
 
     name = "cbam"
 
@@ -153,7 +153,7 @@ def _gather_excite(variant: str, channels: int, **kwargs: Any) -> nn.Module:
 
 
 class GEThetaMinus(TimmAttention):
-    """``ge-theta-minus``: GE-θ⁻, parameter-free: gather by average pooling over ``extent`` (0: global), excite by sigmoid."""
+    """``ge-theta-minus``: GE-θ⁻, parameter-free: average pooling over ``extent`` (0: global), then sigmoid."""
 
     name = "ge-theta-minus"
 

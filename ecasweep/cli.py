@@ -260,9 +260,11 @@ def run(
     instead of re-weighting its output after the block's last BatchNorm).
     """
     from . import runner
+    from .launch.shared import mark_local_workers
 
     _quiet_libraries()
     with _user_errors():
+        mark_local_workers()  # the workers it starts share this host (and may share SQLite)
         outcome = runner.run(study, profile=profile, overrides=set_ or [], storage_url=storage, name=name,
                              devices=devices.split(","), workers=workers, checkpoint_dir=checkpoint_dir,
                              dry_run=dry_run, console=console)
@@ -291,13 +293,76 @@ def worker(
     Example: [bold]ecasweep worker kernel-size --storage postgresql://me@db/sweeps --device cuda:0[/]
     """
     from . import runner
+    from .launch.shared import check_worker_storage
+    from .storage import default_storage_url
 
     _quiet_libraries()
     with _user_errors():
+        check_worker_storage(storage or default_storage_url())
         counts = runner.join(study, storage_url=storage, device=device, threads=threads,
                              checkpoint_dir=checkpoint_dir, console=None if quiet else console)
     if counts.get("FAIL"):
         raise typer.Exit(EXIT_FAILURES)
+
+
+_SLURM = "SLURM (defaults: a \\[launcher.slurm] table in the study or profile file)"
+
+
+@app.command()
+def submit(
+    study: str = typer.Argument(..., help="Study name (see `ecasweep list`) or path to a .toml file."),
+    profile: str = ProfileOpt,
+    set_: Optional[list[str]] = SetOpt,
+    storage: Optional[str] = StorageOpt,
+    name: Optional[str] = NameOpt,
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker jobs, one job array \\[default: 1]; "
+                                       "never more than the cells left.", rich_help_panel=_SLURM),
+    partition: Optional[str] = typer.Option(None, help="Partition.", rich_help_panel=_SLURM),
+    time: Optional[str] = typer.Option(None, "--time", "-t", help="Time limit per job: minutes or \\[D-]HH:MM:SS; "
+                                       "jobs requeue themselves at the limit \\[default: the partition's].",
+                                       rich_help_panel=_SLURM),
+    cpus_per_job: Optional[int] = typer.Option(None, help="CPUs per job (its trials' threads).", rich_help_panel=_SLURM),
+    gpus_per_job: Optional[int] = typer.Option(None, help="GPUs per job (--gpus-per-node).", rich_help_panel=_SLURM),
+    mem: Optional[str] = typer.Option(None, help="Memory per job, e.g. 16G.", rich_help_panel=_SLURM),
+    account: Optional[str] = typer.Option(None, help="Account to charge.", rich_help_panel=_SLURM),
+    qos: Optional[str] = typer.Option(None, help="Quality of service.", rich_help_panel=_SLURM),
+    sbatch: Optional[list[str]] = typer.Option(None, help="Another #SBATCH option, e.g. --sbatch constraint=a100 "
+                                               "(repeatable).", rich_help_panel=_SLURM),
+    job_dir: Optional[str] = typer.Option(None, help="Shared directory for submitit's job files and logs (jobs/) "
+                                          "and checkpoints \\[default: .ecasweep/slurm/STUDY].", rich_help_panel=_SLURM),
+    checkpoint_dir: Optional[str] = typer.Option(None, help="Checkpoints, on a filesystem every node sees "
+                                                 "\\[default: JOB_DIR/checkpoints].", rich_help_panel=_SLURM),
+    shared_journal: bool = typer.Option(False, "--shared-journal", help="A journal:FILE storage is on a filesystem "
+                                        "every node sees (else it is refused).", rich_help_panel=_SLURM),
+) -> None:
+    """Submit worker jobs to SLURM (through submitit): the study is created or resumed in the storage
+    as `run` does, then each job works on its cells until none is left.
+
+    Needs a storage every node reaches (PostgreSQL, MySQL) and pip install "ecasweep\\[slurm]".
+    Examples:
+      [bold]ecasweep submit kernel-size --profile cifar --jobs 8 --gpus-per-job 1 --time 8:00:00 --storage postgresql://me@db/sweeps[/]
+      [bold]ecasweep status kernel-size --storage postgresql://me@db/sweeps[/]
+    """
+    with _user_errors():
+        from .launch import slurm
+
+        _quiet_libraries()
+        given = dict(jobs=jobs, partition=partition, time=time, cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job,
+                     mem=mem, account=account, qos=qos, sbatch=tuple(sbatch or ()))
+        done = slurm.submit(study, profile=profile, overrides=set_ or [], storage_url=storage, name=name,
+                            options=given, job_dir=job_dir, checkpoint_dir=checkpoint_dir,
+                            shared_journal=shared_journal)
+    if done.warning:
+        err.print(f"[yellow]warning:[/] {done.warning}", highlight=False, soft_wrap=True)
+    if not done.jobs:
+        console.print(f"every cell of {done.study} is done: nothing submitted", highlight=False)
+        return
+    console.print(f"submitted {len(done.jobs)} job(s) for {done.cells_left} cell(s) of {done.study}: "
+                  f"{', '.join(done.jobs)}", highlight=False, soft_wrap=True)
+    console.print(f"job files and logs: {done.job_dir / 'jobs'}\ncheckpoints: {done.checkpoint_dir}",
+                  highlight=False, soft_wrap=True)
+    console.print(f"watch: {done.watch}   (or: squeue -j {done.jobs[0].split('_')[0]})", highlight=False,
+                  soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -314,13 +379,17 @@ def status(study: str = typer.Argument(..., help="Study name in the storage."),
 
     _quiet_libraries()
     with _user_errors():
+        from .launch.jobs import study_jobs
+
         statuses = runner.status(study, storage)
+        jobs = study_jobs(study, storage)
     counts: dict[str, int] = {}
     for s in statuses:
         counts[s.state] = counts.get(s.state, 0) + 1
     if as_json:
         _print_json({"counts": counts, "cells": [{"cell": s.cell.key, "state": s.state, "reason": s.reason,
-                                                  "trial": s.record.number if s.record else None} for s in statuses]})
+                                                  "trial": s.record.number if s.record else None} for s in statuses],
+                     "jobs": [dataclasses.asdict(j) for j in jobs]})
         return
     console.print(", ".join(f"{state}: {n}" for state, n in sorted(counts.items())))
     table = Table(title=f"cells of {study}")
@@ -330,6 +399,19 @@ def status(study: str = typer.Argument(..., help="Study name in the storage."),
         top1 = s.record.metrics.get("top1") if s.record else None
         table.add_row(escape(s.cell.key), s.state, str(s.record.number) if s.record else "",
                       f"{top1:.2f}" if isinstance(top1, float) else "", escape(s.reason or ""))
+    console.print(table)
+    if jobs:
+        _print_jobs(study, jobs)
+
+
+def _print_jobs(study: str, jobs) -> None:
+    from rich.markup import escape
+
+    table = Table(title=f"SLURM jobs of {study}")
+    for column in ("job", "state", "node", "trials done", "running", "log"):
+        table.add_column(column, overflow="fold")
+    for j in jobs:
+        table.add_row(j.job, j.state, escape(j.node), str(j.done), escape(j.running or ""), escape(j.log or ""))
     console.print(table)
 
 

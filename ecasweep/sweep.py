@@ -54,6 +54,7 @@ from . import faults
 from .checkpoint import CheckpointStore
 from .config import RuntimeConfig
 from .devices import cpu_count, resolve_device
+from .launch.jobs import job_attrs
 from .errors import EcasweepError, SpecError
 from .results import DUPLICATE_OF, FAIL_REASON, HASH_ATTR, SPEC_ATTR, TrialRecord, cell_attrs, latest_by_cell, read_records
 from .spec import Cell, StudySpec
@@ -285,7 +286,8 @@ def run_claimed(study: optuna.Study, trial: optuna.trial.Trial, config, objectiv
     runtime = config.runtime
     # Checkpoints outlive training until the result is stored (cleared below).
     config = dataclasses.replace(config, runtime=dataclasses.replace(runtime, keep_checkpoints=True))
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    for key, value in {"worker": f"{socket.gethostname()}:{os.getpid()}", **job_attrs()}.items():
+        trial.set_user_attr(key, value)  # and the SLURM job, array task and node (launch.jobs)
     emit("start", {"number": trial.number, "cell": trial.user_attrs.get("cell", ""), "epochs": config.train.epochs})
 
     def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:

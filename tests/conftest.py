@@ -47,6 +47,35 @@ def postgres_url() -> str:
         pytest.skip(reason)
 
 
+@pytest.fixture(scope="session")
+def slurm_cluster() -> str:
+    """The partition of a SLURM cluster that takes jobs here (scripts/slurm-local.sh starts one), with
+    submitit installed; a skip (or, under ECASWEEP_REQUIRE_SLURM=1, a failure)."""
+    import shutil
+    import subprocess
+
+    reason = None
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        reason = "submitit is not installed (pip install -e '.[slurm]')"
+    if reason is None and not all(shutil.which(c) for c in ("sbatch", "srun", "sinfo", "scancel")):
+        reason = "no SLURM here: sbatch/srun/sinfo/scancel not on PATH (sudo scripts/slurm-local.sh starts one)"
+    if reason is None:
+        try:
+            info = subprocess.run(["sinfo", "-h", "-o", "%P %T"], capture_output=True, text=True, timeout=20)
+            up = [line.split()[0].rstrip("*") for line in info.stdout.splitlines()
+                  if line.split()[-1] in ("idle", "mixed", "allocated")]
+            if up:
+                return up[0]
+            reason = f"no SLURM node takes jobs: sinfo said {(info.stdout + info.stderr).strip()[:200]!r}"
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            reason = f"sinfo failed: {exc}"
+    if _required("ECASWEEP_REQUIRE_SLURM"):
+        pytest.fail(reason + " but ECASWEEP_REQUIRE_SLURM=1")
+    pytest.skip(reason)
+
+
 @pytest.fixture
 def unique_name() -> str:
     """A study name no other test (or earlier CI run on the same database) uses."""

@@ -14,7 +14,7 @@ Top-level keys (all optional except ``layout`` and the arms)::
     name = "kernel-size"            # default: the file name without .toml
     description = "ECA kernel size k vs. the adaptive k, with SE and no attention as references"
     mirrors = "Figure 4"            # what of the paper it re-runs (for `ecasweep list` and reports)
-    layout = "figure4"              # how reports lay it out: table2 | figure4 | gamma-beta | search
+    layout = "figure4"              # how reports lay it out: table2 | figure4 | gamma-beta | search | table3
     baseline = "none"               # an arm id; default: the first arm
     seeds = 2                       # seeds 0 .. seeds-1 (usually from the profile)
     backbones = ["resnet-8", "resnet-14"]   # (usually from the profile; a single string is allowed)
@@ -31,7 +31,7 @@ Top-level keys (all optional except ``layout`` and the arms)::
     [[arms]]
     attention = "se"
     r = 16                          # arguments: r, groups, group_size, k, gamma, beta, min_k, bias,
-    # id = "SE"                     #   round_to (those the variant takes); optional explicit id
+    # id = "SE"                     #   round_to, spatial_k, extent (those the variant takes); optional id
     [[grid]]                        # several arms: list-valued keys expand to their product
     attention = "eca"
     k = [3, 5, 7, 9, "adaptive"]

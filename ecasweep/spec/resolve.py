@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from pathlib import Path
@@ -47,7 +48,7 @@ class _Resolver:
             mirrors=self._string("mirrors", ""), layout=layout, profile=profile,
             seeds=self._positive_int("seeds", 1), baseline=self._baseline(arms), backbones=backbones,
             arms=arms, model=model, data=data, train=self._config(TrainConfig, "train"), search=search,
-            source=str(self.path), overrides=overrides)
+            source=str(self.path), overrides=overrides, launcher=copy.deepcopy(self.doc.get("launcher", {})))
 
     def _check_finite(self, value: Any, key: str) -> None:
         if isinstance(value, float) and not math.isfinite(value):

@@ -26,6 +26,8 @@ _TABLES = {
     "train": tuple(f.name for f in dataclasses.fields(TrainConfig)),
     "model": ("width",),
     "search": ("n_trials", "sampler", "pruner", "space"),
+    # where and how jobs are launched (never part of results): [launcher.slurm], see launch/slurm.py
+    "launcher": ("slurm",),
 }
 _SCALARS = ("name", "description", "mirrors", "layout", "seeds", "baseline", "backbones", "arms", "grid",
             "claims", "margin")

@@ -49,6 +49,8 @@ class StudySpec:
     overrides: list[str]
     #: the claims the study tests (``[[claims]]``), one per pair of arms; decided by ecasweep.claims
     claims: list[ClaimSpec] = field(default_factory=list)
+    #: launcher defaults, e.g. {"slurm": {"partition": "gpu"}} from [launcher.slurm]; not part of results
+    launcher: dict[str, Any] = field(default_factory=dict)
 
     def cells(self) -> list[Cell]:
         """Every arm on every backbone from every seed, ordered by (backbone, arm, seed).

@@ -1,0 +1,358 @@
+"""Worker jobs on SLURM, submitted through submitit (https://github.com/facebookincubator/submitit).
+
+``submit`` creates or resumes the study in its storage as ``ecasweep run`` does, then submits N
+worker jobs as one job array. Each job runs ``SlurmWorker``: the loop of ``ecasweep worker``
+(``sweep.work``) on the job's device and CPUs, until no cell is left; a job that finds no work
+exits 0 at once. Checkpoints go to a directory every job sees: by default ``checkpoints/`` beside
+submitit's job folder ``jobs/``, under ``--job-dir`` (default ``.ecasweep/slurm/STUDY`` in the
+submitting directory, which on a cluster is on the shared filesystem, as submitit requires).
+
+Signals (SLURM's time limit, preemption, ``scancel``):
+
+* SIGTERM (``scancel``, the time limit itself, preemption) stops the running trial at the next
+  step, marks it ``interrupted`` and exits 143 (``ecasweep.signals``); another job of the study
+  claims the cell again and resumes it from its last checkpoint.
+* SIGUSR2, which submitit asks SLURM to send ``SIGNAL_DELAY_S`` seconds before the time limit
+  (``--signal=USR2@90``), does the same, then requeues the job (``scontrol requeue``) while cells
+  are left, at most ``MAX_REQUEUES`` times; the requeued job resumes the study.
+
+Example:
+    >>> options = SlurmOptions.merged({"partition": "gpu", "time": "4:00:00"}, gpus_per_job=1)
+    >>> options.partition, options.minutes(), options.gpus_per_job
+    ('gpu', 240, 1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..errors import EcasweepError, SpecError, StorageError
+from ..storage import mask_url, normalize_url
+from .shared import check_cluster_storage
+
+log = logging.getLogger(__name__)
+
+#: seconds before the time limit at which SLURM sends SIGUSR2 (submitit's ``signal_delay_s``)
+SIGNAL_DELAY_S = 90
+#: a job reaching its time limit requeues itself at most this often
+MAX_REQUEUES = 10
+_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+_MEM = re.compile(r"^\d+(?:\.\d+)?[KMGT]?B?$", re.IGNORECASE)
+
+
+class TimeUp(KeyboardInterrupt):
+    """SLURM warned that the job's time limit (or its preemption) is near (SIGUSR2)."""
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """What SLURM users set for every job; ``None`` leaves the cluster's default."""
+
+    jobs: int = 1
+    partition: str | None = None
+    time: str | None = None
+    cpus_per_job: int | None = None
+    gpus_per_job: int | None = None
+    mem: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    sbatch: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        for name in ("jobs", "cpus_per_job"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise SpecError(f"--{name.replace('_', '-')}: expected a whole number >= 1, got {value!r}")
+        if self.gpus_per_job is not None and (not isinstance(self.gpus_per_job, int) or self.gpus_per_job < 0):
+            raise SpecError(f"--gpus-per-job: expected a whole number >= 0, got {self.gpus_per_job!r}")
+        if self.time is not None:
+            self.minutes()
+        if self.mem is not None and not _MEM.match(str(self.mem)):
+            raise SpecError(f"--mem: expected a size like 16G or 4000M, got {self.mem!r}")
+        _sbatch_parameters(self.sbatch)
+
+    @classmethod
+    def merged(cls, table: Mapping[str, Any] | None = None, **given: Any) -> "SlurmOptions":
+        """Defaults from a ``[launcher.slurm]`` table, overridden by the options ``given`` (None = not given)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        table = dict(table or {})
+        for key in table:
+            if key not in names:
+                raise SpecError(f"[launcher.slurm] {key}: unknown key; expected one of: {', '.join(sorted(names))}")
+        values = {**table, **{k: v for k, v in given.items() if v is not None and v != ()}}
+        if "time" in values and values["time"] is not None:
+            values["time"] = str(values["time"])
+        if isinstance(values.get("sbatch"), str):
+            values["sbatch"] = (values["sbatch"],)
+        values["sbatch"] = tuple(values.get("sbatch") or ())
+        return cls(**values)
+
+    def minutes(self) -> int | None:
+        """The time limit in whole minutes (SLURM's formats: MM, HH:MM:SS, D-HH, D-HH:MM, ...)."""
+        if self.time is None:
+            return None
+        match = _TIME.match(str(self.time).strip())
+        if not match:
+            raise SpecError(f"--time: expected minutes or SLURM's [D-]HH:MM[:SS], got {self.time!r}")
+        days, a, b, c = match.groups()
+        parts = [int(a)] + [int(x) for x in (b, c) if x is not None]
+        if days is not None:  # D-HH, D-HH:MM, D-HH:MM:SS
+            hours, minutes, seconds = (parts + [0, 0])[:3]
+            total = int(days) * 1440 + hours * 60 + minutes + (seconds > 0)
+        elif len(parts) == 1:  # MM
+            total = parts[0]
+        elif len(parts) == 2:  # MM:SS
+            total = parts[0] + (parts[1] > 0)
+        else:  # HH:MM:SS
+            total = parts[0] * 60 + parts[1] + (parts[2] > 0)
+        if total < 1:
+            raise SpecError(f"--time: expected at least one minute, got {self.time!r}")
+        return total
+
+    def executor_parameters(self, job_name: str) -> dict[str, Any]:
+        """Keyword arguments for ``submitit.SlurmExecutor.update_parameters``."""
+        extra = _sbatch_parameters(self.sbatch)
+        if self.mem is not None:
+            extra["mem"] = str(self.mem).upper().removesuffix("B")
+        params = {"job_name": job_name, "time": self.minutes(), "partition": self.partition,
+                  "cpus_per_task": self.cpus_per_job, "gpus_per_node": self.gpus_per_job or None,
+                  "account": self.account, "qos": self.qos, "signal_delay_s": SIGNAL_DELAY_S,
+                  "additional_parameters": extra}
+        return {k: v for k, v in params.items() if v is not None}
+
+
+def _sbatch_parameters(lines: Sequence[str]) -> dict[str, Any]:
+    """Extra ``#SBATCH`` lines (``--constraint=a100``, ``#SBATCH --exclusive``) as submitit's additional parameters."""
+    params: dict[str, Any] = {}
+    for line in lines:
+        text = str(line).strip().removeprefix("#SBATCH").strip()
+        match = re.fullmatch(r"(?:--)?([A-Za-z][\w-]*)(?:[= ](.+))?", text)
+        if not match:
+            raise SpecError(f"--sbatch: expected an sbatch option like --constraint=a100, got {line!r}")
+        key, value = match.group(1), match.group(2)
+        params[key] = True if value is None else value.strip().strip("'\"")
+    return params
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What ``submit`` did: the jobs, where their files and checkpoints are, how to watch them."""
+
+    study: str
+    jobs: list[str]
+    job_dir: Path
+    checkpoint_dir: Path
+    cells_left: int
+    watch: str
+    warning: str | None = None
+
+
+def default_job_dir(study_name: str) -> Path:
+    from ..sweep import _safe
+
+    return Path(".ecasweep", "slurm", _safe(study_name)).absolute()
+
+
+def submit(study_name: str, profile: str = "quick", overrides: Sequence[str] = (), storage_url: str | None = None,
+           name: str | None = None, options: SlurmOptions | Mapping[str, Any] | None = None, job_dir: str | None = None,
+           checkpoint_dir: str | None = None, shared_journal: bool = False) -> Submission:
+    """Create or resume ``study_name`` in its storage, then submit worker jobs for its cells.
+
+    ``options``: a ``SlurmOptions``, or the options given on the command line (None where not
+    given), which override the study's ``[launcher.slurm]`` table.
+
+    Everything a user can get wrong (the study, the options, a storage the cluster cannot share,
+    no submitit, no SLURM) is refused before anything is written or submitted.
+    """
+    from ..data import load_dataset
+    from ..spec import load_study
+    from ..storage import default_storage_url, open_storage
+    from ..sweep import cell_statuses, ensure_cells, open_study, stored_spec
+    from .jobs import record_jobs
+
+    spec = load_study(study_name, profile, overrides)
+    if not isinstance(options, SlurmOptions):
+        options = SlurmOptions.merged(spec.launcher.get("slurm"), **dict(options or {}))
+    url = _absolute_journal(storage_url or default_storage_url())
+    warning = check_cluster_storage(url, shared_journal=shared_journal)
+    submitit = _submitit()
+    if shutil.which("sbatch") is None or shutil.which("srun") is None:
+        raise EcasweepError("no SLURM here: sbatch and srun are not on PATH (submit from a login node of the cluster)")
+    load_dataset(spec.data, seed=0)  # a missing dataset or an impossible subset, as `run` checks
+
+    study = open_study(spec, open_storage(url), name, url)
+    stored = stored_spec(study)
+    if stored.seeds > spec.seeds:  # fewer seeds than planned does not shrink a study
+        spec = dataclasses.replace(spec, seeds=stored.seeds)
+    ensure_cells(study, spec, retry_failed=True)
+    left = _cells_left(study, spec, cell_statuses)
+    root = Path(job_dir).absolute() if job_dir else default_job_dir(study.study_name)
+    ckpt = Path(checkpoint_dir).absolute() if checkpoint_dir else root / "checkpoints"
+    watch = f"ecasweep status {shlex.quote(study.study_name)} --storage {shlex.quote(mask_url(url))}"
+    if left == 0:
+        return Submission(study.study_name, [], root, ckpt, 0, watch, warning)
+
+    executor = submitit.SlurmExecutor(folder=root / "jobs")
+    executor.update_parameters(**options.executor_parameters(f"ecasweep-{study.study_name}"))
+    worker = SlurmWorker(study.study_name, url, str(ckpt), shared_journal)
+    try:
+        with executor.batch():
+            submitted = [executor.submit(worker) for _ in range(min(options.jobs, left))]
+    except Exception as exc:  # sbatch refused the job: a partition, account or QOS that does not exist
+        detail = str(exc).strip().splitlines()
+        raise EcasweepError(f"sbatch refused the jobs: {detail[-1] if detail else type(exc).__name__}") from None
+    jobs = [job.job_id for job in submitted]
+    record_jobs(study, jobs, root / "jobs")
+    return Submission(study.study_name, jobs, root, ckpt, left, watch, warning)
+
+
+def _cells_left(study, spec, cell_statuses) -> int:
+    if spec.search is not None:
+        finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+        return max(0, spec.search.n_trials - len(finished))
+    return sum(s.state != "done" for s in cell_statuses(study, spec))
+
+
+def _absolute_journal(url: str) -> str:
+    """Jobs may start in another directory: a journal file is named by its absolute path."""
+    url = normalize_url(url)
+    if url.startswith("journal:"):
+        return f"journal:{Path(url[len('journal:'):].removeprefix('//')).absolute()}"
+    return url
+
+
+def _submitit():
+    try:
+        import submitit
+    except ImportError:
+        raise EcasweepError("submitting SLURM jobs needs submitit: pip install 'ecasweep[slurm]'") from None
+    return submitit
+
+
+# -------------------------------------------------------------------------------------- in the job
+
+@dataclass(frozen=True)
+class SlurmWorker:
+    """The function each SLURM job runs: ``ecasweep worker`` for one study, on the job's resources."""
+
+    study_name: str
+    storage_url: str
+    checkpoint_dir: str
+    shared_journal: bool = False
+
+    def __call__(self) -> dict[str, int]:
+        from .. import signals
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+        signals.install()  # SIGTERM (scancel, time limit, preemption): stop like Ctrl-C
+        signal.signal(signal.SIGUSR2, _time_up)
+        try:
+            counts = self._work()
+        except TimeUp:
+            self._requeue()
+            sys.exit(signals.EXIT_TERMINATED)
+        except KeyboardInterrupt as exc:
+            log.warning("stopped by %s; the running trial was marked 'interrupted'",
+                        "SIGTERM" if isinstance(exc, signals.Terminated) else "SIGINT")
+            sys.exit(signals.exit_code(exc))
+        except EcasweepError as exc:  # a user error: one line in the job's log, and the job fails
+            log.error("%s", mask_url(str(exc)))
+            raise SystemExit(2) from None
+        log.info("no cell left for this job: %s", counts)
+        return counts
+
+    def _work(self) -> dict[str, int]:
+        import optuna
+
+        from ..config import RuntimeConfig
+        from ..storage import load_study as load_stored, open_storage
+        from ..sweep import stored_spec, work
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # Heartbeats and stale-trial handling are marked experimental; resuming relies on them.
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        check_cluster_storage(self.storage_url, shared_journal=self.shared_journal)
+        study = load_stored(open_storage(self.storage_url, create=False), self.study_name, self.storage_url)
+        spec = stored_spec(study)
+        runtime = RuntimeConfig(device="auto", threads=job_cpus(), checkpoint_dir=self.checkpoint_dir)
+        log.info("job %s on %s: study %s, %d CPU thread(s), checkpoints in %s", _job_id(), os.uname().nodename,
+                 self.study_name, runtime.threads, self.checkpoint_dir)
+        return work(study, spec, runtime, on_event=_log_event)
+
+    def _requeue(self) -> None:
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+        if restarts >= MAX_REQUEUES:
+            log.warning("time limit: not requeued (already requeued %d times); run `ecasweep submit` again", restarts)
+            return
+        if not self._cells_left():
+            log.info("time limit: no cell left, not requeued")
+            return
+        job = _job_id()
+        result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+        if result.returncode == 0:
+            log.warning("time limit: the running trial was marked 'interrupted' and job %s requeued", job)
+        else:
+            log.error("time limit: could not requeue job %s: %s", job, result.stderr.strip())
+
+    def _cells_left(self) -> bool:
+        from ..storage import load_study as load_stored, open_storage
+        from ..sweep import cell_statuses, stored_spec
+
+        try:
+            study = load_stored(open_storage(self.storage_url, create=False), self.study_name, self.storage_url)
+            spec = stored_spec(study)
+            if spec.search is not None:
+                return True
+            return any(s.state != "done" for s in cell_statuses(study, spec))
+        except Exception as exc:  # the storage is unreachable: requeue, the next start will tell
+            log.warning("could not read the study (%s); requeueing", mask_url(str(exc)))
+            return True
+
+
+def _time_up(signum: int, frame: object) -> None:
+    from .. import signals
+
+    if signals.stopping() is not None:
+        return  # already stopping
+    # SIGTERM follows at the time limit: it must not cut short the bookkeeping and the requeue.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise TimeUp()
+
+
+def job_cpus() -> int | None:
+    """The CPUs SLURM gave this job (``--cpus-per-task``, else those on the node), or None."""
+    for name in ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"):
+        raw = os.environ.get(name, "")
+        if raw.isdigit() and int(raw) > 0:
+            return int(raw)
+    return None
+
+
+def _job_id() -> str:
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID", "?")
+
+
+def _log_event(kind: str, data: dict[str, Any]) -> None:
+    if kind == "start":
+        log.info("trial %d (%s): started, %d epoch(s)", data["number"], data["cell"], data["epochs"])
+    elif kind == "epoch":
+        log.info("trial %d: epoch %d, loss %.4f", data["number"], data["epoch"], data.get("train_loss", float("nan")))
+    elif kind == "end":
+        log.info("trial %d: %s %s", data["number"], data["state"], data.get("reason") or
+                 (f"top-1 {data['top1']:.2f}" if "top1" in data else ""))
+    elif kind == "waiting":
+        log.info("waiting for %d cell(s) running elsewhere: %s", len(data["cells"]), "; ".join(data["cells"]))
