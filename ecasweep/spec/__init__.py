@@ -41,6 +41,10 @@ Top-level keys (all optional except ``layout`` and the arms)::
     [profiles.imagenet.train]
     epochs = 90
 
+    [launcher.slurm]                # defaults for `ecasweep submit` (never part of results): jobs,
+    partition = "gpu"               #   partition, time, cpus_per_job, gpus_per_job, mem, account,
+    gpus_per_job = 1                #   qos, sbatch (extra #SBATCH options); see launch/slurm.py
+
 Arms come first in file order of ``[[arms]]``, then the expansion of each ``[[grid]]`` in file order
 (the last key varies fastest). ``k`` is an odd int >= 1 or ``"adaptive"`` (Eq. 12 of the paper, with
 ``gamma`` > 0 and ``beta``); ``gamma``, ``beta`` and ``min_k`` apply only to an adaptive ``k`` (an
