@@ -108,3 +108,5 @@ def test_missing_timm_is_one_line_naming_the_install_command(monkeypatch):
     assert "pip install 'ecasweep[timm]'" in result.output and "Traceback" not in result.output
     result = cli.invoke(app, ["run", "methods", "--dry-run"])
     assert result.exit_code == 2 and INSTALL_HINT in result.output, result.output
+    listed = cli.invoke(app, ["list"])  # the other studies are still listed
+    assert listed.exit_code == 0 and "kernel-size" in listed.output and "methods" not in listed.output
