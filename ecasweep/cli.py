@@ -522,6 +522,25 @@ def plot(
     err.print(f"wrote {output}")
 
 
+@app.command()
+def dashboard(
+    study: str = typer.Argument(..., help="Study name in the storage."),
+    storage: Optional[str] = StorageOpt,
+    port: int = typer.Option(8080, help="Port on 127.0.0.1."),
+) -> None:
+    """optuna-dashboard on the study's storage, on 127.0.0.1 until Ctrl-C: parameter importances
+    (attention, k, backbone, seed), slice, contour, rank, parallel coordinates, every trial's metrics
+    (needs: pip install "ecasweep\\[dashboard]").
+
+    Example: [bold]ecasweep dashboard kernel-size --port 8080[/], then open the address it prints
+    """
+    from .dashboard import serve
+
+    _quiet_libraries()
+    with _user_errors():  # Ctrl-C stops the server, which then returns: exit code 0
+        serve(study, storage, port, announce=lambda line: console.print(line, highlight=False, soft_wrap=True))
+
+
 def main() -> None:
     """Console entry point."""
     app()

@@ -2,8 +2,12 @@
 
 The storage is Optuna's own, so optuna-dashboard and ``optuna trials`` read it too. ecasweep adds:
 
-- on the study, user attribute ``ecasweep_spec``: the resolved study spec (``StudySpec.to_dict()``)
-  and ``ecasweep_hash``: the hash of everything that changes results;
+- on the study, user attributes ``ecasweep_spec.<section>``: the resolved study spec
+  (``StudySpec.to_dict()``) section by section, each short enough for optuna-dashboard
+  (``spec_attrs``; studies written before hold it whole in ``ecasweep_spec``), and
+  ``ecasweep_hash``: the hash of everything that changes results;
+- on each trial of a grid study, its cell's factors as Optuna parameters (``params``: attention,
+  the variant's arguments, backbone, seed);
 - on each trial, user attributes ``cell`` (the cell's stable key), ``arm`` (the arm's id: all
   parameters but the seed), ``backbone``, ``seed``, ``arm_params`` (attention name and arguments),
   the metrics of ``TrialResult`` (``top1``, ``top5``, ``loss``, ``val_top1``, ``total_params``,

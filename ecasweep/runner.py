@@ -90,8 +90,7 @@ def results(study_name: str, storage_url: str | None = None) -> tuple[optuna.Stu
     """A stored study, its spec (as stored) and its trials, for reports."""
     url = storage_url or default_storage_url()
     study = load_stored(open_storage(url, create=False), study_name, url)
-    stored_spec(study)  # refuses a study that ecasweep did not create
-    return study, study.user_attrs[SPEC_ATTR], read_records(study)
+    return study, stored_spec(study).to_dict(), read_records(study)  # refuses a study ecasweep did not create
 
 
 # ----------------------------------------------------------------------------------------- display

@@ -3,8 +3,9 @@
 How a grid study is scheduled (Optuna's ``GridSampler`` alone can run a cell twice when workers race
 and never retries a failed cell, so ecasweep claims cells itself):
 
-1. ``ensure_cells`` enqueues one WAITING trial (``study.enqueue_trial``) for every cell that has no
-   COMPLETE, RUNNING or WAITING trial; at the start of a run, failed cells are enqueued again.
+1. ``ensure_cells`` enqueues one WAITING trial for every cell that has no COMPLETE, RUNNING or
+   WAITING trial, with the cell's factors as its parameters (``params.cell_trial``); at the start
+   of a run, failed cells are enqueued again.
 2. A worker claims a WAITING trial by moving it to RUNNING with the storage's
    ``set_trial_state_values``, which succeeds for exactly one caller (a row lock in PostgreSQL and
    MySQL, the write lock in SQLite). Should two workers have enqueued the same cell, the claimer that
@@ -56,8 +57,10 @@ from .config import RuntimeConfig
 from .devices import cpu_count, resolve_device
 from .launch.jobs import job_attrs
 from .errors import EcasweepError, SpecError
-from .results import DUPLICATE_OF, FAIL_REASON, HASH_ATTR, SPEC_ATTR, TrialRecord, cell_attrs, latest_by_cell, read_records
+from .params import cell_trial
+from .results import DUPLICATE_OF, FAIL_REASON, HASH_ATTR, TrialRecord, cell_attrs, latest_by_cell, read_records
 from .spec import Cell, StudySpec
+from .spec_attrs import read_spec, write_spec
 from .storage import heartbeat_interval, mask_url
 from .train import TrialResult, run_trial
 
@@ -98,9 +101,9 @@ def open_study(spec: StudySpec, storage: BaseStorage, name: str | None = None, u
     name = name or spec.name
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
                                 load_if_exists=True, **_search_strategy(spec))
-    stored = study.user_attrs.get(SPEC_ATTR)
+    stored = read_spec(study.user_attrs)
     if stored is None:
-        study.set_user_attr(SPEC_ATTR, spec.to_dict())
+        write_spec(study, spec.to_dict())
         study.set_user_attr(HASH_ATTR, spec.results_hash())
         return study
     if study.user_attrs.get(HASH_ATTR) != spec.results_hash():
@@ -109,13 +112,13 @@ def open_study(spec: StudySpec, storage: BaseStorage, name: str | None = None, u
         raise SpecError(f"study {name!r}{where} was run with another recipe ({differences}); "
                         f"resume with the same settings, or start a new study with --name")
     if spec.seeds > int(stored.get("seeds", 0)):
-        study.set_user_attr(SPEC_ATTR, spec.to_dict())
+        write_spec(study, spec.to_dict())
     return study
 
 
 def stored_spec(study: optuna.Study) -> StudySpec:
     """The spec a study was created with (how workers on other machines learn the recipe)."""
-    stored = study.user_attrs.get(SPEC_ATTR)
+    stored = read_spec(study.user_attrs)
     if stored is None:
         raise EcasweepError(f"study {study.study_name!r} was not created by ecasweep (no spec stored)")
     return StudySpec.from_dict(stored)
@@ -157,8 +160,7 @@ def ensure_cells(study: optuna.Study, spec: StudySpec, retry_failed: bool) -> in
         retry = status.state == "failed" and (retry_failed or status.record.fail_reason in (None, INTERRUPTED))
         if status.state == "todo" or retry:
             cell = status.cell
-            study.enqueue_trial({}, user_attrs=cell_attrs(cell.key, cell.arm.id, cell.backbone, cell.seed,
-                                                          {"attention": cell.arm.attention, **cell.arm.kwargs}))
+            study.add_trial(cell_trial(spec, cell))  # enqueued, its factors as parameters (params.py)
             enqueued += 1
     return enqueued
 

@@ -219,60 +219,78 @@ def _bar(value: float | None, low: float, high: float, width: int = 12) -> str:
 
 def _rich_figure4(table: Table, width: int) -> list[Any]:
     """Rows = kernel sizes (then the reference arms), one column group per backbone with a bar.
-    Backbones that do not fit side by side at ``width`` go to tables of their own."""
-    from rich import box
-    from rich.table import Table as RichTable
+    Backbones that do not fit side by side at ``width`` go to tables of their own; the bars are
+    left out where they would push an arm's label onto a second line."""
+    from rich.console import Console
     from rich.text import Text
 
-    d = _digits(table.metric)
     arms = list(dict.fromkeys(r.arm for r in table.rows))
-    by = {(r.backbone, r.arm): r for r in table.rows}
     ecas = [a for a in arms if any(r.params.get("attention") in KERNEL_ATTENTIONS for r in table.rows if r.arm == a)]
     order = ecas + [a for a in arms if a not in ecas]
     group_width = 40 if table.baseline is not None else 28
     per_table = max(1, (width - 26) // group_width)
     out: list[Any] = []
+    with_bars = False
     for start in range(0, len(table.backbones), per_table):
         backbones = table.backbones[start:start + per_table]
-        rich = RichTable(title=f"{table.study} — {table.metric} — {', '.join(backbones)}", box=box.SIMPLE_HEAD,
-                         pad_edge=False)
-        rich.add_column("k / variant", overflow="fold", min_width=16)
-        for b in backbones:
-            short = b if len(backbones) == 1 else f"{b}: n"
-            rich.add_column(short if len(backbones) > 1 else "n", justify="right", no_wrap=True)
-            rich.add_column("mean ± std", justify="right", no_wrap=True)
-            rich.add_column("", no_wrap=True)
-            if table.baseline is not None:
-                rich.add_column("Δ", justify="right", no_wrap=True)
-                rich.add_column("p", justify="right", no_wrap=True)
-        paper = width >= 26 + group_width * len(backbones) + 16
-        if paper:
-            rich.add_column("paper R-50", justify="right")
-        for arm in order:
-            rows = [by.get((b, arm)) for b in backbones]
-            first = next(r for r in (by.get((b, arm)) for b in table.backbones) if r is not None)
-            kss = [_ks(r.kernel_sizes) for r in rows if r is not None and r.kernel_sizes]
-            label = arm_label(first.params)
-            if first.params.get("k") in ("adaptive", "official") and kss:
-                label += " -> k " + " · ".join(kss)
-            cells: list[str] = [label if arm in ecas else f"[dim]{label}[/dim]"]
-            for b, r in zip(backbones, rows):
-                means = [x.mean for x in table.rows if x.backbone == b and x.mean is not None]
-                lo, hi = (min(means), max(means)) if means else (0.0, 0.0)
-                if r is None:
-                    cells += [""] * (5 if table.baseline is not None else 3)
-                    continue
-                mark = " *" if r.best else (" ≈" if r.tied_with_best else "  ")
-                cells += [f"{r.n}/{r.planned}" + (f" ✗{r.failed}" if r.failed else ""), _mean_std(r, d) + mark,
-                          _bar(r.mean, lo, hi, 8)]
-                if table.baseline is not None:
-                    cells += [_fmt(r.delta, d, sign=True), _fmt_p(r.p_value)]
-            if paper:
-                cells.append(_fmt(first.paper, 2))
-            rich.add_row(*cells)
+        rich = _figure4_group(table, backbones, order, ecas, width, group_width, bars=True)
+        if Console(width=10 * width).measure(rich).maximum > width:  # one line per arm comes first
+            rich = _figure4_group(table, backbones, order, ecas, width, group_width, bars=False)
+        else:
+            with_bars = True
         out.append(rich)
-    out.append(Text("* best, ≈ tied with the best; bars scaled between the lowest and highest mean of each backbone."))
+    bars = "; bars scaled between the lowest and highest mean of each backbone" if with_bars else ""
+    out.append(Text(f"* best, ≈ tied with the best{bars}."))
     return out
+
+
+def _figure4_group(table: Table, backbones: list[str], order: list[str], ecas: list[str], width: int,
+                   group_width: int, bars: bool) -> Any:
+    """One Figure-4 table: the arms in ``order``, a column group for each of ``backbones``."""
+    from rich import box
+    from rich.table import Table as RichTable
+
+    d = _digits(table.metric)
+    by = {(r.backbone, r.arm): r for r in table.rows}
+    rich = RichTable(title=f"{table.study} — {table.metric} — {', '.join(backbones)}", box=box.SIMPLE_HEAD,
+                     pad_edge=False)
+    rich.add_column("k / variant", overflow="fold", min_width=16)
+    for b in backbones:
+        short = b if len(backbones) == 1 else f"{b}: n"
+        rich.add_column(short if len(backbones) > 1 else "n", justify="right", no_wrap=True)
+        rich.add_column("mean ± std", justify="right", no_wrap=True)
+        if bars:
+            rich.add_column("", no_wrap=True)
+        if table.baseline is not None:
+            rich.add_column("Δ", justify="right", no_wrap=True)
+            rich.add_column("p", justify="right", no_wrap=True)
+    paper = width >= 26 + group_width * len(backbones) + 16
+    if paper:
+        rich.add_column("paper R-50", justify="right")
+    per_backbone = (3 if bars else 2) + (2 if table.baseline is not None else 0)
+    for arm in order:
+        rows = [by.get((b, arm)) for b in backbones]
+        first = next(r for r in (by.get((b, arm)) for b in table.backbones) if r is not None)
+        kss = [_ks(r.kernel_sizes) for r in rows if r is not None and r.kernel_sizes]
+        label = arm_label(first.params)
+        if first.params.get("k") in ("adaptive", "official") and kss:
+            label += " -> k " + " · ".join(kss)
+        cells: list[str] = [label if arm in ecas else f"[dim]{label}[/dim]"]
+        for b, r in zip(backbones, rows):
+            means = [x.mean for x in table.rows if x.backbone == b and x.mean is not None]
+            lo, hi = (min(means), max(means)) if means else (0.0, 0.0)
+            if r is None:
+                cells += [""] * per_backbone
+                continue
+            mark = " *" if r.best else (" ≈" if r.tied_with_best else "  ")
+            cells += [f"{r.n}/{r.planned}" + (f" ✗{r.failed}" if r.failed else ""), _mean_std(r, d) + mark]
+            cells += [_bar(r.mean, lo, hi, 8)] if bars else []
+            if table.baseline is not None:
+                cells += [_fmt(r.delta, d, sign=True), _fmt_p(r.p_value)]
+        if paper:
+            cells.append(_fmt(first.paper, 2))
+        rich.add_row(*cells)
+    return rich
 
 
 def _rich_gamma_beta(table: Table, width: int) -> list[Any]:

@@ -142,9 +142,9 @@ def build_table(spec: Mapping[str, Any], records: Sequence[TrialRecord], metric:
                 layout: str | None = None, confidence: float = 0.95) -> Table:
     """The results of a study as a ``Table``: one row per arm per backbone.
 
-    ``spec``: the study spec dict (user attribute ``ecasweep_spec``); ``records``: its trials
-    (``results.read_records``). ``baseline`` (default: the spec's) is the arm ``delta`` and ``p`` refer
-    to, on the same backbone; ``test``: ``"t"`` or ``"wilcoxon"`` (see ``stats.compare``);
+    ``spec``: the study spec dict (``spec_attrs.read_spec`` of the study's user attributes);
+    ``records``: its trials (``results.read_records``). ``baseline`` (default: the spec's) is the
+    arm ``delta`` and ``p`` refer to, on the same backbone; ``test``: ``"t"`` or ``"wilcoxon"`` (see ``stats.compare``);
     ``layout`` overrides the spec's. Arms without complete trials still get a row (``n = 0``).
 
     >>> table = build_table(spec, records, metric="top1")  # doctest: +SKIP
