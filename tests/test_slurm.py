@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -55,9 +56,9 @@ def _metrics(study: optuna.Study) -> dict[str, tuple]:
     return {r.cell: (r.metrics["top1"], r.metrics["top5"], r.metrics["loss"]) for r in read_records(study) if r.complete}
 
 
-def _submit(study_file: Path, url: str, name: str, tmp_path: Path, partition: str, jobs: int) -> list[str]:
+def _submit(study_file: Path, url: str, name: str, tmp_path: Path, partition: str, jobs: int, *more: str) -> list[str]:
     result = runner.invoke(app, ["submit", str(study_file), "--storage", url, "--name", name, "--jobs", str(jobs),
-                                 "--time", "10", "--partition", partition, "--job-dir", str(tmp_path / "slurm")])
+                                 "--partition", partition, "--job-dir", str(tmp_path / "slurm"), *more])
     assert result.exit_code == 0, result.output
     assert "submitted" in result.output and f"ecasweep status {name}" in result.output
     jobs_recorded = [j["job"] for j in optuna.load_study(study_name=name, storage=url).user_attrs[JOBS_ATTR]]
@@ -111,9 +112,13 @@ def _complete_once(study: optuna.Study) -> None:
 @pytest.mark.slow
 def test_a_two_job_array_runs_every_cell_once_with_the_metrics_of_a_local_run(
         tmp_path, slurm_cluster, postgres_url, unique_name, reference):
-    jobs = _submit(_study(tmp_path), postgres_url, unique_name, tmp_path, slurm_cluster, jobs=2)
+    study_file = _study(tmp_path)
+    jobs = _submit(study_file, postgres_url, unique_name, tmp_path, slurm_cluster, 2, "--sbatch", "comment=ecasweep-test")
     array = jobs[0].split("_")[0]
     assert jobs == [f"{array}_0", f"{array}_1"]  # one job array
+    script = (tmp_path / "slurm" / "jobs" / f"{array}_submission.sh").read_text()
+    assert "#SBATCH --array=0-1%2" in script and "#SBATCH --signal=USR2@90" in script
+    assert "#SBATCH --comment=ecasweep-test" in script and "--time" not in script  # the partition's limit
     _wait_until_gone(jobs)
 
     study = optuna.load_study(study_name=unique_name, storage=postgres_url)
@@ -125,13 +130,17 @@ def test_a_two_job_array_runs_every_cell_once_with_the_metrics_of_a_local_run(
     status = _status(unique_name, postgres_url)
     assert [(j["job"], j["state"]) for j in status["jobs"]] == [(jobs[0], "done"), (jobs[1], "done")]
     assert not list((tmp_path / "slurm" / "checkpoints").rglob("*.pt"))  # cleared once stored
+    again = runner.invoke(app, ["submit", str(study_file), "--storage", postgres_url, "--name", unique_name,
+                                "--jobs", "2", "--job-dir", str(tmp_path / "slurm")])
+    assert again.exit_code == 0 and "nothing submitted" in again.output, again.output
+    assert len(optuna.load_study(study_name=unique_name, storage=postgres_url).user_attrs[JOBS_ATTR]) == 2
     optuna.delete_study(study_name=unique_name, storage=postgres_url)
 
 
 @pytest.mark.slow
 def test_a_cancelled_job_leaves_its_trial_interrupted_and_another_job_resumes_it_from_its_checkpoint(
         tmp_path, slurm_cluster, postgres_url, unique_name, reference):
-    jobs = _submit(_study(tmp_path), postgres_url, unique_name, tmp_path, slurm_cluster, jobs=2)
+    jobs = _submit(_study(tmp_path), postgres_url, unique_name, tmp_path, slurm_cluster, 2, "--time", "10")
     study = optuna.load_study(study_name=unique_name, storage=postgres_url)
     victim = _running_with_checkpoint(study, tmp_path / "slurm" / "checkpoints")
     job = victim.user_attrs["slurm_job"]
@@ -157,7 +166,7 @@ def test_a_cancelled_job_leaves_its_trial_interrupted_and_another_job_resumes_it
 @pytest.mark.slow
 def test_the_time_limit_warning_requeues_the_job_which_resumes_its_trial(
         tmp_path, slurm_cluster, postgres_url, unique_name, reference):
-    (job,) = _submit(_study(tmp_path), postgres_url, unique_name, tmp_path, slurm_cluster, jobs=1)
+    (job,) = _submit(_study(tmp_path), postgres_url, unique_name, tmp_path, slurm_cluster, 1, "--time", "10")
     study = optuna.load_study(study_name=unique_name, storage=postgres_url)
     victim = _running_with_checkpoint(study, tmp_path / "slurm" / "checkpoints")
     # What SLURM sends SIGNAL_DELAY_S before the time limit (submitit's --signal=USR2@90).
@@ -184,6 +193,14 @@ def test_the_time_limit_warning_requeues_the_job_which_resumes_its_trial(
 
 # --- what is refused, before anything is submitted -------------------------------------------------------
 
+def test_what_slurm_refuses_is_one_line_before_anything_is_written(tmp_path, slurm_cluster, postgres_url, unique_name):
+    study_file = write_study(tmp_path, name="slurm", seeds=1, size=128, epochs=1, ks="[3]")
+    result = runner.invoke(app, ["submit", str(study_file), "--storage", postgres_url, "--name", unique_name,
+                                 "--partition", "no-such-partition", "--job-dir", str(tmp_path / "slurm")])
+    assert result.exit_code == 2 and "partition" in result.output and "Traceback" not in result.output
+    assert unique_name not in optuna.get_all_study_names(postgres_url) and not (tmp_path / "slurm").exists()
+
+
 def test_sqlite_and_an_unshared_journal_are_refused_before_anything_is_submitted(tmp_path):
     study_file = write_study(tmp_path, name="slurm", seeds=1, size=128, epochs=1, ks="[3]")
     db = tmp_path / "sweep.db"
@@ -197,6 +214,19 @@ def test_sqlite_and_an_unshared_journal_are_refused_before_anything_is_submitted
                                   "--job-dir", str(tmp_path / "slurm")])
     assert journal.exit_code == 2 and "--shared-journal" in journal.output
     assert not (tmp_path / "j.log").exists() and not (tmp_path / "slurm").exists()
+
+
+def test_no_submitit_or_no_slurm_is_one_line_naming_what_to_do(tmp_path, monkeypatch):
+    study_file = write_study(tmp_path, name="slurm", seeds=1, size=128, epochs=1, ks="[3]")
+    args = ["submit", str(study_file), "--storage", "postgresql://u@db.invalid/x", "--job-dir", str(tmp_path / "s")]
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "submitit", None)  # `import submitit` raises ImportError
+        result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "ecasweep[slurm]" in result.output and "Traceback" not in result.output
+    pytest.importorskip("submitit")
+    monkeypatch.setattr("ecasweep.launch.slurm.shutil.which", lambda name: None)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "no SLURM here" in result.output and not (tmp_path / "s").exists()
 
 
 def test_bad_slurm_options_are_one_line_each(tmp_path):
@@ -236,6 +266,7 @@ def test_slurm_options_from_a_study_table_and_the_command_line():
     assert params["additional_parameters"] == {"constraint": "a100", "mem": "16G"}
     assert SlurmOptions(time="1-02:30").minutes() == 24 * 60 + 150
     assert SlurmOptions(time="2:00:01").minutes() == 121
+    assert SlurmOptions().executor_parameters("x")["time"] is None  # no --time line: the partition's default
     with pytest.raises(SpecError, match="unknown key"):
         SlurmOptions.merged({"partitions": "gpu"})
     spec = load_study("kernel-size", overrides=["launcher.slurm.partition=gpu"])

@@ -33,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,11 +127,11 @@ class SlurmOptions:
         extra = _sbatch_parameters(self.sbatch)
         if self.mem is not None:
             extra["mem"] = str(self.mem).upper().removesuffix("B")
-        params = {"job_name": job_name, "time": self.minutes(), "partition": self.partition,
-                  "cpus_per_task": self.cpus_per_job, "gpus_per_node": self.gpus_per_job or None,
-                  "account": self.account, "qos": self.qos, "signal_delay_s": SIGNAL_DELAY_S,
-                  "additional_parameters": extra}
-        return {k: v for k, v in params.items() if v is not None}
+        params = {"job_name": job_name, "partition": self.partition, "cpus_per_task": self.cpus_per_job,
+                  "gpus_per_node": self.gpus_per_job or None, "account": self.account, "qos": self.qos,
+                  "signal_delay_s": SIGNAL_DELAY_S, "additional_parameters": extra}
+        # time=None explicitly: submitit would otherwise write its own default, --time=5
+        return {k: v for k, v in params.items() if v is not None} | {"time": self.minutes()}
 
 
 def _sbatch_parameters(lines: Sequence[str]) -> dict[str, Any]:
@@ -190,6 +191,10 @@ def submit(study_name: str, profile: str = "quick", overrides: Sequence[str] = (
     submitit = _submitit()
     if shutil.which("sbatch") is None or shutil.which("srun") is None:
         raise EcasweepError("no SLURM here: sbatch and srun are not on PATH (submit from a login node of the cluster)")
+    root = Path(job_dir).absolute() if job_dir else default_job_dir(name or spec.name)
+    executor = submitit.SlurmExecutor(folder=root / "jobs")
+    executor.update_parameters(**options.executor_parameters(f"ecasweep-{name or spec.name}"))
+    _test_only(executor)
     load_dataset(spec.data, seed=0)  # a missing dataset or an impossible subset, as `run` checks
 
     study = open_study(spec, open_storage(url), name, url)
@@ -198,24 +203,35 @@ def submit(study_name: str, profile: str = "quick", overrides: Sequence[str] = (
         spec = dataclasses.replace(spec, seeds=stored.seeds)
     ensure_cells(study, spec, retry_failed=True)
     left = _cells_left(study, spec, cell_statuses)
-    root = Path(job_dir).absolute() if job_dir else default_job_dir(study.study_name)
     ckpt = Path(checkpoint_dir).absolute() if checkpoint_dir else root / "checkpoints"
     watch = f"ecasweep status {shlex.quote(study.study_name)} --storage {shlex.quote(mask_url(url))}"
     if left == 0:
         return Submission(study.study_name, [], root, ckpt, 0, watch, warning)
 
-    executor = submitit.SlurmExecutor(folder=root / "jobs")
-    executor.update_parameters(**options.executor_parameters(f"ecasweep-{study.study_name}"))
     worker = SlurmWorker(study.study_name, url, str(ckpt), shared_journal)
     try:
         with executor.batch():
             submitted = [executor.submit(worker) for _ in range(min(options.jobs, left))]
-    except Exception as exc:  # sbatch refused the job: a partition, account or QOS that does not exist
+    except Exception as exc:  # sbatch refused what --test-only accepted (a limit reached meanwhile)
         detail = str(exc).strip().splitlines()
         raise EcasweepError(f"sbatch refused the jobs: {detail[-1] if detail else type(exc).__name__}") from None
     jobs = [job.job_id for job in submitted]
     record_jobs(study, jobs, root / "jobs")
     return Submission(study.study_name, jobs, root, ckpt, left, watch, warning)
+
+
+def _test_only(executor) -> None:
+    """``sbatch --test-only`` on the job script submitit would write (with a no-op command): a
+    partition, account, QOS, GPU request or time limit SLURM refuses is one line, before anything
+    is written."""
+    text = executor._make_submission_file_text("true", "test-only")
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="ecasweep-") as script:
+        script.write(text)
+        script.flush()
+        result = subprocess.run(["sbatch", "--test-only", script.name], capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        lines = [line.removeprefix("sbatch: error: ") for line in result.stderr.strip().splitlines()]
+        raise EcasweepError(f"SLURM refuses these jobs: {lines[-1] if lines else 'sbatch --test-only failed'}")
 
 
 def _cells_left(study, spec, cell_statuses) -> int:
