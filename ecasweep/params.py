@@ -22,7 +22,7 @@ The arm id, cell key and metrics stay user attributes (``results``).
 Example:
     >>> from ecasweep.spec import load_study
     >>> spec = load_study("kernel-size")
-    >>> cell = next(c for c in spec.cells() if c.arm.kwargs.get("k") == "adaptive")
+    >>> cell = Cell("resnet-8/eca(k=adaptive)/seed=0", spec.arm("eca(k=adaptive,gamma=2,beta=1)"), "resnet-8", 0)
     >>> {name: value for name, (value, _) in cell_params(spec, cell).items()}
     {'attention': 'eca', 'k': 'adaptive', 'gamma': 2.0, 'beta': 1.0, 'backbone': 'resnet-8', 'seed': 0}
     >>> cell_params(spec, cell)["k"][1].choices

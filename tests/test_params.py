@@ -24,7 +24,7 @@ from ecasweep.cli import app
 from ecasweep.params import cell_params, study_distributions
 from ecasweep.report import build_table, render
 from ecasweep.results import HASH_ATTR, SPEC_ATTR, cell_attrs, read_records
-from ecasweep.spec import list_studies, load_study
+from ecasweep.spec import Cell, list_studies, load_study
 from ecasweep.spec_attrs import MAX_ATTR_LENGTH, attr_length, read_spec, spec_attrs, write_spec
 from ecasweep.sweep import stored_spec
 
@@ -32,8 +32,9 @@ from conftest import write_study
 
 runner = CliRunner()
 FACTORS = {"attention", "k", "backbone", "seed"}
-#: a kernel-size-like study: none, se(r=4), eca with k 3 and adaptive, on resnet-8, two seeds
-KS = '[3, "adaptive"]'
+#: a kernel-size-like study: none, se(r=4), eca with k 3 and adaptive on resnet-8, two seeds; gamma 1
+#: makes the adaptive k 5/7/7 (with gamma 2 it is 3/3/3, the same model as k 3)
+KS = '[3, "adaptive"]\ngamma = 1.0'
 
 
 # ------------------------------------------------------------------------------ cells as parameters
@@ -41,7 +42,8 @@ KS = '[3, "adaptive"]'
 def test_each_cell_carries_its_factors_with_one_distribution_per_name():
     spec = load_study("kernel-size")
     seen: dict[str, set] = {}
-    for cell in spec.cells():
+    every = [Cell(f"{b}/{a.id}/seed={s}", a, b, s) for b in spec.backbones for a in spec.arms for s in range(2)]
+    for cell in every:
         params = cell_params(spec, cell)
         values = {name: value for name, (value, _) in params.items()}
         assert values["attention"] == cell.arm.attention
@@ -124,7 +126,7 @@ def test_a_finished_study_has_parameters_and_short_study_attributes(finished):
         assert trial.params.get("k") == trial.user_attrs["arm_params"].get("k")
         assert trial.value == trial.user_attrs["top1"]
     adaptive = [t for t in study.trials if t.params.get("k") == "adaptive"]
-    assert len(adaptive) == 2 and all(t.params["gamma"] == 2.0 and t.params["beta"] == 1.0 for t in adaptive)
+    assert len(adaptive) == 2 and all(t.params["gamma"] == 1.0 and t.params["beta"] == 1.0 for t in adaptive)
     assert max(attr_length(v) for v in study.user_attrs.values()) < MAX_ATTR_LENGTH
     assert SPEC_ATTR not in study.user_attrs and HASH_ATTR in study.user_attrs
     assert stored_spec(study).backbones == ["resnet-8"]
@@ -186,7 +188,7 @@ def test_figure4_labels_stay_on_one_line_at_80_columns(finished):
     console.print(render(table, "rich"))
     lines = console.export_text().splitlines()
     assert max(len(line) for line in lines) <= 80
-    label = "ECA (adaptive, γ=2, β=1) -> k 3/3/3"
+    label = "ECA (adaptive, γ=1, β=1) -> k 5/7/7"  # as long as the paper's γ=2 arm's label
     assert sum(label in line for line in lines) == 1  # never wrapped
 
 
