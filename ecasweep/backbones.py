@@ -48,6 +48,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet, conv3x3
 from torchvision.models._utils import _make_divisible
 
 from ecasweep.attention import KERNEL_VARIANTS, create_attention, is_attention
+from ecasweep.errors import ConfigError
 
 OFFICIAL = "official"
 
@@ -345,6 +346,37 @@ def build_model(backbone: str, attention: str = "none", num_classes: int = 10, i
     torch.Size([2, 10])
     """
     return get_backbone(backbone)(attention, num_classes, in_channels, width, **attention_kwargs)
+
+
+#: larger models are refused before anything is allocated (ResNet-152 has 60 M parameters)
+MAX_PARAMETERS = 1_000_000_000
+
+
+def parameter_count(backbone: str, attention: str = "none", num_classes: int = 10, in_channels: int = 3,
+                    width: int | float | None = None, **attention_kwargs: Any) -> int:
+    """Parameters and buffers of ``build_model(...)``, counted on the meta device (nothing allocated).
+
+    >>> parameter_count("resnet-20", num_classes=10) > 269_722      # parameters + BatchNorm buffers
+    True
+    """
+    with torch.device("meta"):
+        model = build_model(backbone, attention, num_classes, in_channels, width, **attention_kwargs)
+    return sum(t.numel() for t in (*model.parameters(), *model.buffers()))
+
+
+def check_model_size(backbone: str, num_classes: int = 10, in_channels: int = 3,
+                     width: int | float | None = None) -> None:
+    """Refuse a model above ``MAX_PARAMETERS`` (a typo such as ``width = 1000000``) with a ConfigError.
+
+    >>> check_model_size("resnet-8", width=1_000_000)
+    Traceback (most recent call last):
+    ecasweep.errors.ConfigError: model.width: resnet-8 would have 2.9e+14 parameters (1.2e+15 bytes in float32); at most 1e+09
+    """
+    n = parameter_count(backbone, "none", num_classes, in_channels, width)
+    if n > MAX_PARAMETERS:
+        raise ConfigError("model.width" if width is not None else "model.backbone",
+                          f"{backbone} would have {n:.2g} parameters ({4 * n:.2g} bytes in float32); "
+                          f"at most {MAX_PARAMETERS:.0e}")
 
 
 def stage_channels(backbone: str, width: int | float | None = None) -> list[int]:

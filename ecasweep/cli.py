@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .config import DataConfig, TrainConfig
 from .errors import EcasweepError
 
 # No locals in tracebacks: they would print storage URLs, passwords included.
@@ -36,12 +37,26 @@ EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 ProfileOpt = typer.Option("quick", "--profile", "-p", help="Scale: quick (CPU, minutes), cifar (GPU), imagenet.")
 SetOpt = typer.Option(None, "--set", "-s", help="Override a field, e.g. --set train.epochs=5 (TOML value).")
 StorageOpt = typer.Option(None, "--storage", envvar="ECASWEEP_STORAGE",
-                          help="Optuna storage URL [default: sqlite:///ecasweep.db].")
-NameOpt = typer.Option(None, "--name", help="Optuna study name [default: the study's own name].")
+                          help="Optuna storage URL \\[default: sqlite:///ecasweep.db].")
+NameOpt = typer.Option(None, "--name", help="Optuna study name \\[default: the study's own name].")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        sys.stdout.write(f"ecasweep {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _app(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
+    """Re-run and extend the ECA-Net channel-attention ablations, with honest statistics."""
 
 
 @contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
+def _user_errors(interrupted: str | None = None) -> Iterator[None]:
     """One line and exit code 2 for errors the user can fix; 130 for Ctrl-C.
 
     A storage that fails mid-command (the server went away, the disk is full) is one of those too.
@@ -63,7 +78,9 @@ def _user_errors() -> Iterator[None]:
         err.print(f"[bold red]error:[/] {escape(failure)}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: running trials were marked 'interrupted'; run the same command to resume")
+        # ``interrupted``: the line of a command without trials in a storage (train)
+        err.print(interrupted or "[yellow]interrupted[/]: running trials were marked 'interrupted'; "
+                  "run the same command to resume")
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
@@ -82,9 +99,16 @@ def _print_json(data: Any) -> None:
 
 # ------------------------------------------------------------------------------------------ train
 
+_DATA, _TRAIN = DataConfig(), TrainConfig()
+
+
 #: why some of timm's modules are not offered (train --help, run --help)
 _TIMM_OUT_OF_SCOPE = ("Not offered: timm's sk, splat, lambda, halo and bottleneck, which replace the block's "
                       "convolution rather than re-weight its output.")
+
+
+def _default(value: Any) -> str:
+    return f" \\[default: {value}]"  # escaped: Rich would read [default: ...] as markup
 
 
 @app.command()
@@ -96,51 +120,85 @@ def train(
     k: Optional[str] = typer.Option(None, help="ECA kernel size: odd int, 'adaptive', or per stage '3,5,5,7'."),
     gamma: Optional[float] = typer.Option(None, help="Adaptive k: gamma (default 2)."),
     beta: Optional[float] = typer.Option(None, help="Adaptive k: beta (default 1)."),
+    min_k: Optional[int] = typer.Option(None, help="Adaptive k: smallest k (default 1)."),
     r: Optional[int] = typer.Option(None, help="SE reduction ratio (default 16)."),
     groups: Optional[int] = typer.Option(None, help="SE-GC: number of groups."),
     group_size: Optional[int] = typer.Option(None, help="SE-GC: channels per group."),
+    bias: Optional[bool] = typer.Option(None, "--bias/--no-bias", help="Bias in the attention's layers."),
+    round_to: Optional[int] = typer.Option(None, help="SE: round the hidden width to a multiple of this."),
     spatial_k: Optional[int] = typer.Option(None, help="CBAM: kernel size of the spatial gate (default 7)."),
     extent: Optional[int] = typer.Option(None, help="Gather-Excite: gather extent, 0 (global) or a power of two."),
     width: Optional[int] = typer.Option(None, help="Base width of CIFAR-style ResNets (default 16)."),
-    dataset: str = typer.Option("fashion-mnist", help="fashion-mnist, cifar10, cifar100, imagenet, imagefolder, synthetic."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the dataset is (else $ECASWEEP_DATA, Debian's, download)."),
-    subset: Optional[int] = typer.Option(None, help="Training images kept (stratified)."),
-    val_split: int = typer.Option(0, help="Training images held out for validation."),
+    dataset: str = typer.Option(_DATA.dataset, help="fashion-mnist, cifar10, cifar100, imagenet, imagefolder, synthetic."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the dataset is; it must hold it "
+                                           "\\[default: $ECASWEEP_DATA, Debian's package, the download cache]."),
+    subset: Optional[int] = typer.Option(None, help="Training images kept (stratified) \\[default: all]."),
+    val_split: int = typer.Option(_DATA.val_split, help="Training images held out for validation."),
+    augment: bool = typer.Option(_DATA.augment, "--augment/--no-augment", help="Random crop and flip."),
+    synthetic_size: int = typer.Option(_DATA.synthetic_size, help="Training images of the synthetic dataset."),
+    num_workers: int = typer.Option(_DATA.num_workers, help="DataLoader workers (folder datasets only)."),
     epochs: int = typer.Option(2, help="Epochs."),
-    batch_size: int = typer.Option(128, help="Batch size."),
-    lr: float = typer.Option(0.1, help="Peak learning rate."),
-    schedule: str = typer.Option("cosine", help="step, cosine, onecycle, exponential, constant."),
-    weight_decay: float = typer.Option(5e-4, help="Weight decay."),
-    recipe: Optional[str] = typer.Option(None, help="A named recipe: imagenet-resnet, imagenet-mobilenetv2."),
+    batch_size: Optional[int] = typer.Option(None, help="Batch size." + _default(_TRAIN.batch_size)),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate." + _default(_TRAIN.lr)),
+    momentum: Optional[float] = typer.Option(None, help="SGD momentum." + _default(_TRAIN.momentum)),
+    nesterov: Optional[bool] = typer.Option(None, "--nesterov/--no-nesterov", help="Nesterov momentum."
+                                            + _default("no-nesterov")),
+    weight_decay: Optional[float] = typer.Option(None, help="Weight decay." + _default(_TRAIN.weight_decay)),
+    label_smoothing: Optional[float] = typer.Option(None, help="Label smoothing." + _default(_TRAIN.label_smoothing)),
+    schedule: Optional[str] = typer.Option(None, help="step, cosine, onecycle, exponential, constant."
+                                           + _default(_TRAIN.schedule)),
+    step_size: Optional[int] = typer.Option(None, help="step: epochs between decays." + _default(_TRAIN.step_size)),
+    step_gamma: Optional[float] = typer.Option(None, help="step, exponential: decay factor." + _default(_TRAIN.step_gamma)),
+    warmup_epochs: Optional[float] = typer.Option(None, help="Linear warm-up epochs." + _default(_TRAIN.warmup_epochs)),
+    eval_every: Optional[int] = typer.Option(None, help="Evaluate every N epochs (0: at the end only)."
+                                             + _default(_TRAIN.eval_every)),
+    eval_batch_size: Optional[int] = typer.Option(None, help="Evaluation batch size." + _default(_TRAIN.eval_batch_size)),
+    recipe: Optional[str] = typer.Option(None, help="A named recipe (imagenet-resnet, imagenet-mobilenetv2); "
+                                                    "the options above override its fields."),
     seed: int = typer.Option(0, help="Seed: initialisation, data order, subset, augmentation."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N, mps or auto."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads \\[default: PyTorch's]."),
     amp: str = typer.Option("auto", help="Autocast: auto (bf16 on GPU), bf16, fp16, off."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     checkpoint_dir: Optional[str] = typer.Option(None, help="Checkpoint every epoch here; resume if one exists."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Train one model and print its metrics.
+    """Train one model and print its metrics. Every field a study sets with --set train.* or data.*
+    is an option of the same name; `ecasweep show STUDY --cell ID` prints the command for one cell.
 
     Example: [bold]ecasweep train --backbone resnet-20 --attention eca --k 3 --subset 5000 --epochs 2[/]
     """
-    from .config import RECIPES, DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
-    from .train import run_trial
+    from .config import RECIPES, ModelConfig, RuntimeConfig, TrialConfig
 
-    with _user_errors():
-        kwargs = {key: value for key, value in dict(k=_parse_k(k), gamma=gamma, beta=beta, r=r, groups=groups,
-                                                      group_size=group_size, spatial_k=spatial_k,
-                                                      extent=extent).items() if value is not None}
+    resume = "; run the same command to resume from the last checkpoint" if checkpoint_dir else ""
+    with _user_errors(interrupted=f"[yellow]interrupted[/]{resume}"):
+        from .errors import NonFiniteLossError
+        from .train import run_trial
+
+        arm = dict(k=_parse_k(k), gamma=gamma, beta=beta, min_k=min_k, r=r, groups=groups, group_size=group_size,
+                   bias=bias, round_to=round_to, spatial_k=spatial_k, extent=extent)
         if recipe is not None and recipe not in RECIPES:
             raise EcasweepError(f"--recipe: unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
-        base = RECIPES[recipe] if recipe else TrainConfig()
-        train_cfg = base if recipe else dataclasses.replace(base, epochs=epochs, batch_size=batch_size, lr=lr,
-                                                              schedule=schedule, weight_decay=weight_decay)
-        config = TrialConfig(ModelConfig(backbone, attention, kwargs, width),
-                             DataConfig(dataset, data_dir, subset, val_split), train_cfg, seed,
-                             RuntimeConfig(device=device, amp=amp, compile=compile, checkpoint_dir=checkpoint_dir,
-                                           keep_checkpoints=False, quiet=quiet or as_json))
-        result = _model_errors(lambda: run_trial(config))
+        recipe_fields = dict(batch_size=batch_size, lr=lr, momentum=momentum, nesterov=nesterov,
+                             weight_decay=weight_decay, label_smoothing=label_smoothing, schedule=schedule,
+                             step_size=step_size, step_gamma=step_gamma, warmup_epochs=warmup_epochs,
+                             eval_every=eval_every, eval_batch_size=eval_batch_size)
+        given = {key: value for key, value in recipe_fields.items() if value is not None}
+        base = RECIPES[recipe] if recipe else dataclasses.replace(_TRAIN, epochs=epochs)
+        if recipe and epochs != 2:  # --epochs has a default of its own; given, it overrides the recipe's
+            given["epochs"] = epochs
+        config = TrialConfig(ModelConfig(backbone, attention, {a: v for a, v in arm.items() if v is not None}, width),
+                             DataConfig(dataset, data_dir, subset, val_split, augment, synthetic_size, num_workers),
+                             dataclasses.replace(base, **given), seed,
+                             RuntimeConfig(device=device, amp=amp, compile=compile, threads=threads,
+                                           checkpoint_dir=checkpoint_dir, keep_checkpoints=False,
+                                           quiet=quiet or as_json))
+        try:
+            result = _model_errors(lambda: run_trial(config))
+        except NonFiniteLossError as exc:  # the trial failed (exit 1, as a failed cell of `run`)
+            err.print(f"[bold red]failed:[/] {exc}; try a lower --lr", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_FAILURES) from None
     if as_json:
         metrics = result.metrics()
         metrics.pop("history")
@@ -191,46 +249,91 @@ def list_studies() -> None:
 
     with _user_errors():
         specs = load_all()
-    table = Table(title="studies (quick profile)")
-    for column in ("study", "mirrors", "arms", "cells", "description"):
-        table.add_column(column, overflow="fold")
+    from rich.markup import escape
+    from rich.padding import Padding
+
+    # One line per study, its description indented below: readable at 80 columns (a table's
+    # description column wrapped to 4-7 lines there).
+    console.print("[bold]studies[/] (quick profile; `ecasweep show STUDY` for one in full)")
     for spec in specs:
-        cells = "search" if spec.search else str(len(spec.cells()))
-        table.add_row(spec.name, spec.mirrors, str(len(spec.arms)), cells, spec.description)
-    console.print(table)
+        size = f"search, {_plural(spec.search.n_trials, 'trial')}" if spec.search else \
+            f"{_plural(len(spec.arms), 'arm')}, {_plural(len(spec.cells()), 'cell')}"
+        console.print(f"[bold cyan]{escape(spec.name)}[/]  {escape(spec.mirrors or '-')} · {size}", highlight=False)
+        console.print(Padding(escape(spec.description), (0, 0, 0, 2)), style="dim", highlight=False)
 
 
 @app.command()
 def show(study: str = typer.Argument(..., help="Study name or path to a .toml file."),
          profile: str = ProfileOpt, set_: Optional[list[str]] = SetOpt,
+         cell: Optional[str] = typer.Option(None, "--cell", help="Print the `ecasweep train` command that "
+                                                                 "trains this cell alone, e.g. resnet-8/none/seed=0."),
          as_json: bool = typer.Option(False, "--json", help="Print the resolved spec as JSON.")) -> None:
     """Show the resolved spec (after profile and overrides) and its cells.
 
     Example: [bold]ecasweep show kernel-size --profile cifar --set seeds=5[/]
+      [bold]ecasweep show kernel-size --cell "resnet-8/eca(k=3)/seed=0"[/]
     """
     from .spec import load_study
 
     with _user_errors():
         spec = load_study(study, profile, set_ or [])
+        if cell is not None:
+            _print_cell_command(spec, cell)
+            return
     if as_json:
         _print_json(spec.to_dict())
         return
     console.print(f"[bold]{spec.name}[/] ({spec.profile}): {spec.description}")
     console.print(f"mirrors {spec.mirrors}; dataset {spec.data.dataset}; backbones {', '.join(spec.backbones)}; "
-                  f"{spec.seeds} seeds; {spec.train.epochs} epochs; baseline {spec.baseline}")
+                  f"{_plural(spec.seeds, 'seed')}; {_plural(spec.train.epochs, 'epoch')}; baseline {spec.baseline}")
     table = Table(title="arms")
-    for column in ("arm", "attention", "arguments", "k per stage"):
-        table.add_column(column)
+    table.add_column("arm", no_wrap=True)  # the id users type (compare, --cell): never cut
+    table.add_column("attention")
+    kernels = [arm for arm in spec.arms if spec.kernel_sizes(arm, spec.backbones[0]) is not None]
+    for backbone in spec.backbones if kernels else ():
+        table.add_column(f"k on {backbone}")
     for arm in spec.arms:
-        ks = " | ".join(f"{b}: {'/'.join(map(str, spec.kernel_sizes(arm, b) or []))}" for b in spec.backbones)
-        table.add_row(arm.id, arm.attention, ", ".join(f"{k}={v}" for k, v in arm.kwargs.items()),
-                      ks if arm.attention in ("eca", "eca-ns", "ceca") else "")
+        ks = ["/".join(map(str, spec.kernel_sizes(arm, b) or [])) for b in spec.backbones] if kernels else []
+        table.add_row(arm.id, arm.attention, *ks)
     console.print(table)
     if spec.search is None:
-        console.print(f"{len(spec.cells())} cells = {len(spec.arms)} arms x {len(spec.backbones)} backbones x {spec.seeds} seeds")
+        console.print(f"{_plural(len(spec.cells()), 'cell')} = {_plural(len(spec.arms), 'arm')} x "
+                      f"{_plural(len(spec.backbones), 'backbone')} x {_plural(spec.seeds, 'seed')}")
     else:
-        console.print(f"search: {spec.search.n_trials} trials, {spec.search.sampler} sampler, "
+        console.print(f"search: {_plural(spec.search.n_trials, 'trial')}, {spec.search.sampler} sampler, "
                       f"{spec.search.pruner} pruner over {json.dumps(spec.search.space)}")
+
+
+def _table(title: str) -> Table:
+    """A table that fits 80 columns: no outer border, one space between columns."""
+    from rich import box
+
+    return Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _print_cell_command(spec, key: str) -> None:
+    """The train command of one cell on stdout; on stderr, on which device and threads it matches."""
+    from .config import RuntimeConfig
+    from .spec import _suggest
+    from .sweep import plan_slots
+    from .train_command import command_line, train_args
+
+    if spec.search is not None:
+        raise EcasweepError(f"--cell: {spec.name} is a search study; its trials are not cells")
+    cells = {c.key: c for c in spec.cells()}
+    if key not in cells:
+        raise EcasweepError(f"--cell: no cell {key!r} in {spec.name}{_suggest(key, list(cells))}; "
+                            f"cells look like {next(iter(cells))!r} (see `ecasweep run {spec.name} --dry-run`)")
+    slot = plan_slots(["auto"], 0)[0]
+    args = train_args(spec.trial_config(cells[key], RuntimeConfig()), slot.device, slot.threads)
+    sys.stdout.write(command_line(args) + "\n")
+    err.print(f"# the same numbers as the cell when its worker ran on {slot.device} with {slot.threads} "
+              "thread(s), as a default `run` here does; with --workers or on another machine, give that "
+              "worker's --device and --threads", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -241,9 +344,9 @@ def run(
     storage: Optional[str] = StorageOpt,
     name: Optional[str] = NameOpt,
     devices: str = typer.Option("auto", help="Comma-separated devices, one worker each: cpu,cpu or cuda:0,cuda:1."),
-    workers: int = typer.Option(0, help="Worker processes on the one device given [default: one per core on "
+    workers: int = typer.Option(0, help="Worker processes on the one device given \\[default: one per core on "
                                         "the CPU, one per GPU]; CPU threads are split between them."),
-    checkpoint_dir: Optional[str] = typer.Option(None, help="Per-trial checkpoints [default: .ecasweep/checkpoints/STUDY]."),
+    checkpoint_dir: Optional[str] = typer.Option(None, help="Per-trial checkpoints \\[default: .ecasweep/checkpoints/STUDY]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the cells, what is done, and the estimated cost."),
     no_table: bool = typer.Option(False, "--no-table", help="Do not print the table at the end."),
 ) -> None:
@@ -265,6 +368,8 @@ def run(
     _quiet_libraries()
     with _user_errors():
         mark_local_workers()  # the workers it starts share this host (and may share SQLite)
+        if name is not None and not name.strip():
+            raise EcasweepError("--name: expected a study name, got an empty one")
         outcome = runner.run(study, profile=profile, overrides=set_ or [], storage_url=storage, name=name,
                              devices=devices.split(","), workers=workers, checkpoint_dir=checkpoint_dir,
                              dry_run=dry_run, console=console)
@@ -283,8 +388,8 @@ def worker(
     study: str = typer.Argument(..., help="Optuna study name to join."),
     storage: Optional[str] = StorageOpt,
     device: str = typer.Option("auto", help="This worker's device: cpu, cuda, cuda:N, mps, auto."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for this worker [default: all cores]."),
-    checkpoint_dir: Optional[str] = typer.Option(None, help="Per-trial checkpoints [default: .ecasweep/checkpoints/STUDY]."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for this worker \\[default: all cores]."),
+    checkpoint_dir: Optional[str] = typer.Option(None, help="Per-trial checkpoints \\[default: .ecasweep/checkpoints/STUDY]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Join a running study as one more worker (any machine that reaches the storage).
@@ -391,9 +496,10 @@ def status(study: str = typer.Argument(..., help="Study name in the storage."),
                                                   "trial": s.record.number if s.record else None} for s in statuses],
                      "jobs": [dataclasses.asdict(j) for j in jobs]})
         return
-    console.print(", ".join(f"{state}: {n}" for state, n in sorted(counts.items())))
-    table = Table(title=f"cells of {study}")
-    for column in ("cell", "state", "trial", "top-1", "reason"):
+    console.print(", ".join(f"{state}: {n}" for state, n in sorted(counts.items())) or "no trials yet")
+    table = _table(f"cells of {study}")
+    table.add_column("cell", no_wrap=True)  # ids are typed back (show --cell): never broken
+    for column in ("state", "trial", "top-1", "reason"):
         table.add_column(column, overflow="fold")
     for s in statuses:
         top1 = s.record.metrics.get("top1") if s.record else None
@@ -424,9 +530,10 @@ def _print_table(study, spec_dict, records, fmt: str = "rich", output: Path | No
     table = build_table(spec_dict, records, **options)
     rendered = render_with_claims(render(table, fmt), build_claims(spec_dict, records), fmt, claims_only)
     if output is not None:
-        if fmt == "rich":
-            raise EcasweepError("--output needs a text format: --format markdown, csv, json or latex")
-        output.write_text(rendered if rendered.endswith("\n") else rendered + "\n")
+        try:
+            output.write_text(rendered if rendered.endswith("\n") else rendered + "\n")
+        except OSError as exc:
+            raise EcasweepError(f"--output {output}: cannot write it ({exc.strerror or exc})") from None
         err.print(f"wrote {output}")
     elif fmt == "rich":
         console.print(rendered)
@@ -438,11 +545,12 @@ def _print_table(study, spec_dict, records, fmt: str = "rich", output: Path | No
 def table(
     study: str = typer.Argument(..., help="Study name in the storage."),
     storage: Optional[str] = StorageOpt,
-    fmt: str = typer.Option("rich", "--format", "-f", help="rich, markdown, csv, json or latex."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="rich, markdown, csv, json or latex "
+                                      "\\[default: from the --output file's extension, else rich]."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file (.md, .csv, .json, .tex)."),
     metric: str = typer.Option("top1", help="top1, top5 or loss."),
-    baseline: Optional[str] = typer.Option(None, help="Arm id to compare against [default: the study's]."),
-    layout: Optional[str] = typer.Option(None, help="table2, figure4, gamma-beta, search or table3 [default: the study's]."),
+    baseline: Optional[str] = typer.Option(None, help="Arm id to compare against \\[default: the study's]."),
+    layout: Optional[str] = typer.Option(None, help="table2, figure4, gamma-beta, search or table3 \\[default: the study's]."),
     test: str = typer.Option("t", help="Paired test: t (paired t-test) or wilcoxon."),
     bootstrap: bool = typer.Option(False, "--bootstrap", help="Bootstrap confidence intervals."),
     claims_only: bool = typer.Option(False, "--claims", help="Only the Claims table (the study's claims and their verdicts)."),
@@ -455,7 +563,7 @@ def table(
 
     _quiet_libraries()
     with _user_errors():
-        _check_choice("--format", fmt, ("rich", "markdown", "csv", "json", "latex"))
+        fmt = _output_format(fmt, output)
         _check_choice("--metric", metric, ("top1", "top5", "loss"))
         _check_choice("--test", test, ("t", "wilcoxon"))
         if layout is not None:
@@ -465,6 +573,30 @@ def table(
             raise EcasweepError(f"--baseline: no arm {baseline!r}; arms: {', '.join(a['id'] for a in spec_dict['arms'])}")
         _print_table(loaded, spec_dict, records, fmt, output, metric=metric, baseline=baseline, test=test,
                      bootstrap=bootstrap, layout=layout, claims_only=claims_only)
+
+
+#: the text format of an --output file, from its extension
+FORMAT_BY_SUFFIX = {".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".json": "json", ".tex": "latex"}
+
+
+def _output_format(fmt: str | None, output: Path | None) -> str:
+    """The format to render: --format, else the --output file's extension; an unusable output is refused
+    before anything is read or written."""
+    if fmt is not None:
+        _check_choice("--format", fmt, ("rich", "markdown", "csv", "json", "latex"))
+    if output is None:
+        return fmt or "rich"
+    if output.is_dir():
+        raise EcasweepError(f"--output {output}: is a directory; give a file name, e.g. {output / 'table.tex'}")
+    if not output.parent.is_dir():
+        raise EcasweepError(f"--output {output}: directory {output.parent} does not exist")
+    fmt = fmt or FORMAT_BY_SUFFIX.get(output.suffix.lower())
+    if fmt is None:
+        raise EcasweepError(f"--output {output}: cannot tell the format from {output.suffix or 'no extension'!r}; "
+                            f"use .md, .csv, .json or .tex, or give --format")
+    if fmt == "rich":
+        raise EcasweepError("--output needs a text format: --format markdown, csv, json or latex")
+    return fmt
 
 
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
@@ -478,7 +610,7 @@ def compare(
     arm_a: str = typer.Argument(..., help="First arm id."),
     arm_b: str = typer.Argument(..., help="Second arm id."),
     storage: Optional[str] = StorageOpt,
-    backbone: Optional[str] = typer.Option(None, help="Backbone [default: the study's first]."),
+    backbone: Optional[str] = typer.Option(None, help="Backbone \\[default: the study's first]."),
     metric: str = typer.Option("top1", help="top1, top5 or loss."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -506,7 +638,7 @@ def plot(
     storage: Optional[str] = StorageOpt,
     metric: str = typer.Option("top1", help="top1, top5 or loss."),
 ) -> None:
-    """The paper-style figure (needs matplotlib: pip install "ecasweep[plot]").
+    """The paper-style figure (needs matplotlib: pip install "ecasweep\\[plot]").
 
     Example: [bold]ecasweep plot kernel-size --output fig4.png[/]
     """

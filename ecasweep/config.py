@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -28,11 +29,12 @@ AMP_MODES = ("auto", "bf16", "fp16", "off")
 
 def _positive(section: str, name: str, value: Any, kind: type = int, allow_zero: bool = False) -> None:
     ok_type = isinstance(value, kind) and not isinstance(value, bool)
-    if kind is float:
-        ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is float:  # NaN and infinity compare false with everything: refused by name
+        ok_type = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok_type or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{section}.{name}", f"expected a {kind.__name__} {bound}, got {value!r}")
+        noun = "an integer" if kind is int else "a finite number"
+        raise ConfigError(f"{section}.{name}", f"expected {noun} {bound}, got {value!r}")
 
 
 def _choice(section: str, name: str, value: Any, choices: tuple[str, ...]) -> None:

@@ -221,9 +221,19 @@ def _read_fashion_mnist(files: tuple[Path, Path, Path, Path]) -> _Images:
 
 
 def _places(cfg: DataConfig) -> list[tuple[str, Path | None]]:
+    """Where to look when no data directory is given: $ECASWEEP_DATA (a search path, not a promise)."""
     env = os.environ.get("ECASWEEP_DATA")
-    return [("--data-dir", Path(cfg.data_dir) if cfg.data_dir else None),
-            ("$ECASWEEP_DATA", Path(env) if env else None)]
+    return [("$ECASWEEP_DATA", Path(env) if env else None)]
+
+
+def _given_dir_error(cfg: DataConfig, holds: str) -> DataError:
+    """An explicit data directory that does not hold the data: an error, never a silent fallback."""
+    path = Path(cfg.data_dir)
+    state = "does not exist" if not path.exists() else "is not a directory" if not path.is_dir() \
+        else f"does not hold {holds}"
+    return DataError(f"{cfg.dataset}: data directory {path} (--data-dir / data.data_dir) {state}; "
+                     f"give a directory with {holds}, or leave it unset to use $ECASWEEP_DATA, the "
+                     f"installed copy or a download")
 
 
 def _download(cls: type, root: Path) -> str | None:
@@ -237,6 +247,11 @@ def _download(cls: type, root: Path) -> str | None:
 
 
 def _load_fashion_mnist(cfg: DataConfig) -> _Images:
+    if cfg.data_dir:
+        found = find_idx_files(cfg.data_dir)
+        if len(found) < len(FASHION_MNIST_FILES):
+            raise _given_dir_error(cfg, f"Fashion-MNIST's {', '.join(FASHION_MNIST_FILES)} (.gz or not)")
+        return _read_fashion_mnist(tuple(found[name] for name in FASHION_MNIST_FILES))
     places = _places(cfg) + [("Debian package", Path(DEBIAN_FASHION_MNIST)), ("cache", cache_dir())]
     tried = []
     for label, directory in places:
@@ -280,6 +295,12 @@ def _read_cifar(cls_name: str, root: str) -> _Images:
 
 def _load_cifar(cfg: DataConfig) -> _Images:
     cls = torchvision.datasets.CIFAR10 if cfg.dataset == "cifar10" else torchvision.datasets.CIFAR100
+    if cfg.data_dir:
+        root = Path(cfg.data_dir)
+        root = root.parent if root.name == cls.base_folder else root
+        if not (root / cls.base_folder).is_dir():
+            raise _given_dir_error(cfg, f"{cls.base_folder}/ (the python version from the CIFAR site)")
+        return _read_cifar(cls.__name__, str(root))
     tried = []
     for label, root in _places(cfg) + [("cache", cache_dir())]:
         if root is None:

@@ -20,7 +20,7 @@ from rich.table import Table
 from .config import RuntimeConfig
 from .data import load_dataset
 from .results import SPEC_ATTR, TrialRecord, read_records
-from .spec import StudySpec, load_study
+from .spec import Arm, Cell, StudySpec, load_study
 from .storage import default_storage_url, load_study as load_stored, normalize_url, open_storage, sqlite_path
 from .sweep import (CellStatus, cell_statuses, default_checkpoint_dir, ensure_cells, open_study, plan_slots,
                     run_workers, stored_spec, work)
@@ -80,10 +80,15 @@ def join(study_name: str, storage_url: str | None = None, device: str = "auto", 
 
 
 def status(study_name: str, storage_url: str | None = None) -> list[CellStatus]:
-    """Where each cell of a stored study stands."""
+    """Where each cell of a stored study stands; for a search study, each of its trials."""
     url = storage_url or default_storage_url()
     study = load_stored(open_storage(url, create=False), study_name, url)
-    return cell_statuses(study, stored_spec(study))
+    spec = stored_spec(study)
+    if spec.search is None:
+        return cell_statuses(study, spec)
+    states = {"COMPLETE": "done", "PRUNED": "pruned", "RUNNING": "running", "WAITING": "waiting", "FAIL": "failed"}
+    return [CellStatus(Cell(r.cell, Arm(r.arm, str(r.arm_params.get("attention")), {}), r.backbone, r.seed),
+                       states[r.state], r) for r in read_records(study)]
 
 
 def results(study_name: str, storage_url: str | None = None) -> tuple[optuna.Study, dict[str, Any], list[TrialRecord]]:
@@ -163,18 +168,47 @@ def _existing_study(spec: StudySpec, url: str, name: str | None) -> optuna.Study
     return open_study(spec, storage, name, url)
 
 
+#: a plan of more cells than this is summarised (counts, the first and last cells), not listed
+PLAN_ROWS = 40
+
+
 def _print_plan(study: optuna.Study | None, spec: StudySpec, slots, console: Console) -> None:
+    from rich import box
+
     from .estimate import estimate_seconds
 
     statuses = cell_statuses(study, spec) if study else [CellStatus(c, "todo") for c in spec.cells()]
     title = study.study_name if study else f"{spec.name} (not started)"
-    table = Table(title=f"{title}: {len(statuses)} cells ({spec.profile} profile)")
-    for column in ("cell", "state", "trial"):
-        table.add_column(column)
-    for s in statuses:
-        table.add_row(s.cell.key, s.state, str(s.record.number) if s.record else "")
+    table = Table(title=f"{title}: {_count(len(statuses), 'cell')} ({spec.profile} profile)",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("cell", no_wrap=True)
+    table.add_column("state")
+    table.add_column("trial")
+    shown = statuses if len(statuses) <= PLAN_ROWS else [*statuses[:5], None, *statuses[-5:]]
+    for s in shown:
+        if s is None:
+            table.add_row(f"... {len(statuses) - 10:,} more ...", "", "")
+        else:
+            table.add_row(s.cell.key, s.state, str(s.record.number) if s.record else "")
     console.print(table)
+    states: dict[str, int] = {}
+    for s in statuses:
+        states[s.state] = states.get(s.state, 0) + 1
+    if len(statuses) > PLAN_ROWS:
+        console.print(", ".join(f"{state}: {n:,}" for state, n in sorted(states.items())))
     remaining = [s.cell for s in statuses if s.state != "done"]
     seconds, how = estimate_seconds(spec, remaining, read_records(study) if study else [], slots)
-    console.print(f"{len(remaining)} cells to run on {len(slots)} worker(s) "
-                  f"({', '.join(s.device for s in slots)}): about {seconds / 60:.1f} min ({how})")
+    devices: dict[str, int] = {}
+    for slot in slots:
+        devices[slot.device] = devices.get(slot.device, 0) + 1
+    on = ", ".join(f"{n} x {device}" if n > 1 else device for device, n in devices.items())
+    console.print(f"{_count(len(remaining), 'cell')} to run on {_count(len(slots), 'worker')} ({on}): "
+                  f"about {_duration(seconds)} ({how})")
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds < 2 * 3600 else f"{seconds / 3600:,.1f} h"

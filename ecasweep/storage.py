@@ -43,8 +43,10 @@ def default_storage_url() -> str:
 
 def heartbeat_interval() -> int:
     """Heartbeat interval in seconds (``$ECASWEEP_HEARTBEAT`` overrides; tests use 1)."""
-    raw = os.environ.get("ECASWEEP_HEARTBEAT", "")
-    return int(raw) if raw.isdigit() and int(raw) > 0 else HEARTBEAT_SECONDS
+    raw = os.environ.get("ECASWEEP_HEARTBEAT", "").strip()
+    if raw and not (raw.isdigit() and int(raw) > 0):
+        raise StorageError(f"ECASWEEP_HEARTBEAT: expected a whole number of seconds > 0, got {raw!r}")
+    return int(raw) if raw else HEARTBEAT_SECONDS
 
 
 def mask_url(url: str) -> str:

@@ -415,12 +415,19 @@ class Slot:
     threads: int
 
 
+#: more worker processes than this on one machine is a typo (each imports PyTorch and holds a model)
+MAX_WORKERS = 256
+
+
 def plan_slots(devices: Sequence[str] | None, workers: int | None) -> list[Slot]:
     """Worker slots: one per listed device (``cpu,cpu`` is two CPU workers), or ``workers`` workers
     on the one device given; ``auto`` is one worker per GPU, else the CPU. CPU threads are split
     between CPU workers. ``workers`` None or 0 on a lone CPU means one single-threaded worker per
     core: small CIFAR-style models use one core better than two (see docs/performance.md)."""
     names = [d.strip() for d in (devices or ["auto"]) if d.strip()] or ["auto"]
+    if workers is not None and not 0 <= workers <= MAX_WORKERS or len(names) > MAX_WORKERS:
+        raise SpecError(f"--workers: expected 0 (one per core on the CPU, one per GPU) to {MAX_WORKERS} "
+                        f"worker processes, got {workers if workers else len(names)}")
     if names == ["auto"]:
         device = resolve_device("auto")
         if device.type == "cuda":

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
-from .backbones import build_model, summarize
+from .backbones import build_model, check_model_size, summarize
 from .checkpoint import CheckpointStore
 from .config import TrainConfig, TrialConfig
 from .data import load_dataset
@@ -105,8 +105,10 @@ def lr_multiplier(train: TrainConfig, steps_per_epoch: int) -> Callable[[int], f
         elif train.schedule == "cosine":
             m = 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
         elif train.schedule == "onecycle":
+            # Step 0 already trains at lr / peak (a step at lr 0 would be wasted); the peak is reached
+            # at step peak - 1 and the last step trains at lr / (total - peak).
             peak = warmup or max(1, int(0.15 * total))
-            return step / peak if step < peak else max(0.0, (total - step) / max(1, total - peak))
+            return (step + 1) / peak if step < peak else max(0.0, (total - step) / max(1, total - peak))
         else:
             m = 1.0
         return m * min(1.0, (step + 1) / warmup) if warmup else m
@@ -194,6 +196,8 @@ def run_trial(config: TrialConfig, on_epoch: EpochCallback | None = None) -> Tri
         return torch.autocast(device.type, dtype=amp_dtype)
 
     data = load_dataset(config.data, config.seed, device, channels_last=rt.channels_last)
+    # Before anything is allocated: a typo in the width must not ask for terabytes.
+    check_model_size(config.model.backbone, data.num_classes, data.in_channels, config.model.width)
     torch.manual_seed(config.seed)  # initialisation; data order has its own (seed, epoch) generator
     model = build_model(config.model.backbone, config.model.attention, num_classes=data.num_classes,
                         in_channels=data.in_channels, width=config.model.width, **config.model.attention_kwargs)

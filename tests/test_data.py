@@ -262,11 +262,10 @@ def test_fashion_mnist_files_of_the_wrong_size_are_rejected_naming_the_file(tmp_
 
 def test_missing_fashion_mnist_lists_every_place_and_both_remedies(no_data_anywhere):
     tmp = no_data_anywhere
-    (tmp / "given").mkdir()
     with pytest.raises(DataError) as info:
-        D.load_dataset(DataConfig("fashion-mnist", data_dir=str(tmp / "given")), seed=0)
+        D.load_dataset(DataConfig("fashion-mnist"), seed=0)
     message = str(info.value)
-    for place in ("given", "env", "debian", "cache/ecasweep/data"):
+    for place in ("env", "debian", "cache/ecasweep/data"):
         assert str(tmp / place) in message
     assert "download into" in message and "no network (test)" in message
     assert "apt-get install dataset-fashion-mnist" in message and "ECASWEEP_DATA" in message
@@ -284,6 +283,20 @@ def test_real_fashion_mnist_loads_from_the_debian_location(fashion_mnist_dir):
     x, y = next(full.eval_batches("test", 10000))
     assert x.shape == (10000, 1, 28, 28) and torch.equal(torch.bincount(y), torch.full((10,), 1000))
     assert abs(float(x.mean())) < 0.05 and abs(float(x.std()) - 1) < 0.05
+
+
+@pytest.mark.parametrize("dataset", ["fashion-mnist", "cifar10"])
+@pytest.mark.parametrize("given", ["absent", "empty", "file"])
+def test_a_given_data_dir_without_the_data_is_an_error_not_a_fallback(tmp_path, dataset, given):
+    # Fashion-MNIST is installed (or a download would be tried): a given directory is still the only place.
+    path = tmp_path / given
+    if given == "empty":
+        path.mkdir()
+    elif given == "file":
+        path.write_text("not a directory")
+    state = {"absent": "does not exist", "empty": "does not hold", "file": "is not a directory"}[given]
+    with pytest.raises(DataError, match=f"data directory {path} .*{state}"):
+        D.load_dataset(DataConfig(dataset, data_dir=str(path)), seed=0)
 
 
 # --- CIFAR ----------------------------------------------------------------------------------------

@@ -124,8 +124,9 @@ def test_unknown_and_missing_studies(work, command):
 @pytest.mark.parametrize("override, needle", [
     ("bogus=1", "--set bogus=1: bogus: unknown key"),
     ("train.lrr=0.1", "did you mean 'lr'"),
-    ("train.lr=abc", "train.lr: expected a float > 0, got 'abc'"),
-    ("train.epochs=-1", "train.epochs: expected a int > 0"),
+    ("train.lr=abc", "train.lr: expected a finite number > 0, got 'abc'"),
+    ("train.lr=nan", "train.lr: expected a finite number, got nan"),
+    ("train.epochs=-1", "train.epochs: expected an integer > 0"),
     ("noequals", "--set 'noequals': expected key=value"),
     ("=3", "expected a key like train.epochs"),
     ("data=3", "expected a table [data], got 3"),  # brackets printed as such, not read as Rich markup

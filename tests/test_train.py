@@ -155,6 +155,15 @@ def test_schedules_start_high_and_never_go_negative(schedule):
         assert f(899) < 0.001
 
 
+@pytest.mark.parametrize("warmup_epochs", [0, 1])
+def test_no_schedule_spends_a_step_at_lr_zero(warmup_epochs):
+    for schedule in ("step", "cosine", "onecycle", "exponential", "constant"):
+        f = lr_multiplier(TrainConfig(epochs=4, schedule=schedule, warmup_epochs=warmup_epochs), steps_per_epoch=25)
+        assert min(f(s) for s in range(100)) > 0, schedule
+    onecycle = lr_multiplier(TrainConfig(epochs=4, schedule="onecycle"), steps_per_epoch=25)
+    assert onecycle(0) == pytest.approx(1 / 15) and onecycle(14) == 1.0  # the peak at 15% of 100 steps
+
+
 def test_warmup_ramps_linearly():
     f = lr_multiplier(TrainConfig(epochs=10, schedule="constant", warmup_epochs=1), steps_per_epoch=100)
     assert f(0) == pytest.approx(0.01) and f(49) == pytest.approx(0.5) and f(500) == 1.0

@@ -37,11 +37,11 @@ def compare_arms(spec: Mapping[str, Any], records: Sequence[TrialRecord], arm_a:
     groups = _group(spec, records)
     a, b = _find_arm(groups, arm_a), _find_arm(groups, arm_b)
     both = [bb for bb in dict.fromkeys(k[0] for k in groups) if (bb, a) in groups and (bb, b) in groups]
-    if backbone is None:
-        if len(both) != 1:
-            raise EcasweepError(f"arms {a!r} and {b!r} ran on several backbones ({', '.join(both)}): pass a backbone"
-                                if both else f"arms {a!r} and {b!r} share no backbone")
-        backbone = both[0]
+    if backbone is None:  # the study's first backbone that ran both arms
+        if not both:
+            raise EcasweepError(f"arms {a!r} and {b!r} share no backbone")
+        order = list(spec.get("backbones", []))
+        backbone = min(both, key=lambda bb: order.index(bb) if bb in order else len(order))
     elif backbone not in both:
         raise EcasweepError(f"backbone {backbone!r} has not both arms; backbones with both: {', '.join(both)}")
     va, vb = _values(groups[(backbone, a)], metric), _values(groups[(backbone, b)], metric)

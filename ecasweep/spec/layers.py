@@ -51,7 +51,10 @@ def _parse_override(text: Any, path: Path) -> dict[str, Any]:
     try:
         parsed = tomllib.loads(f"v = {raw}")
         value = parsed["v"] if list(parsed) == ["v"] else raw
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as e:
+        if raw[:1] in ("[", "{", '"', "'"):  # meant as a list, table or quoted string: say what is wrong
+            raise SpecError(f"{path}: --set {text}: invalid TOML value ({e}); e.g. "
+                            f"'backbones=[\"resnet-8\", \"resnet-14\"]'") from None
         value = raw
     for part in reversed(parts):
         value = {part: value}

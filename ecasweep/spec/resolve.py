@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..backbones import stage_channels
+from ..backbones import check_model_size, stage_channels
 from ..config import DataConfig, TrainConfig
 from ..errors import ConfigError, SpecError
 from .arms import Arm, _arm_from_table, _arms_from_grid, _check_on_stages, _make_arm
@@ -17,6 +17,10 @@ from .layers import _Layer
 from .schema import LAYOUTS, MAX_ARMS, PRUNERS, SAMPLERS, _Invalid, _NULLABLE, _canonical_json, _suggest
 from .search import SearchSpec, _search_space, _space_points
 from .study import StudySpec
+
+
+#: a study of more cells (or search trials) than this is refused: a typo in seeds, not a plan
+MAX_CELLS = 100_000
 
 
 class _Resolver:
@@ -42,6 +46,7 @@ class _Resolver:
         data = self._config(DataConfig, "data")
         search = self._search(layout, data, backbones, model.get("width"))
         arms = [] if search else self._arms(backbones, model.get("width"))
+        self._check_size(len(arms), backbones, search, model.get("width"))
         return StudySpec(
             claims=self._claims(arms),
             name=self._string("name", self.path.stem), description=self._string("description", ""),
@@ -49,6 +54,22 @@ class _Resolver:
             seeds=self._positive_int("seeds", 1), baseline=self._baseline(arms), backbones=backbones,
             arms=arms, model=model, data=data, train=self._config(TrainConfig, "train"), search=search,
             source=str(self.path), overrides=overrides, launcher=copy.deepcopy(self.doc.get("launcher", {})))
+
+    def _check_size(self, n_arms: int, backbones: list[str], search: SearchSpec | None, width: int | None) -> None:
+        """Refuse absurd sizes before anything enumerates cells or allocates a model (typos, not studies)."""
+        if search is None:
+            seeds = self._positive_int("seeds", 1)
+            cells = n_arms * len(backbones) * seeds
+            if cells > MAX_CELLS:
+                raise self.error("seeds", f"{seeds:,} gives {cells:,} cells (one per arm, backbone and seed); "
+                                          f"at most {MAX_CELLS:,}")
+        elif search.n_trials > MAX_CELLS:
+            raise self.error("search.n_trials", f"{search.n_trials:,} trials; at most {MAX_CELLS:,}")
+        for name in backbones if width is not None else ():
+            try:
+                check_model_size(name, width=width)
+            except ConfigError as e:
+                raise self.error(e.field, str(e).removeprefix(f"{e.field}: ")) from None
 
     def _check_finite(self, value: Any, key: str) -> None:
         if isinstance(value, float) and not math.isfinite(value):

@@ -1,0 +1,58 @@
+"""The ``ecasweep train`` command line that runs exactly one trial configuration.
+
+``ecasweep train`` takes every field of the model, the data and the recipe under the name a study
+file uses for it (``--set train.lr=0.05`` in a study is ``--lr 0.05``, ``data.augment = false`` is
+``--no-augment``), so one cell of a study can be rerun on its own: ``train_args`` lists the options
+of a ``TrialConfig``, and ``ecasweep show STUDY --cell ID`` prints them. Every field is written out,
+defaults included, so the command stays exact if a default changes.
+
+Example:
+    >>> from ecasweep.config import DataConfig, ModelConfig, TrainConfig, TrialConfig
+    >>> cfg = TrialConfig(ModelConfig("resnet-8", "eca", {"k": 3}), DataConfig("synthetic"), TrainConfig(epochs=1))
+    >>> " ".join(train_args(cfg)[:8])
+    '--backbone resnet-8 --attention eca --k 3 --dataset synthetic'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from typing import Any
+
+from .config import TrialConfig
+
+#: runtime fields that change results (besides the device and thread count, given by the caller)
+_RUNTIME = ("amp",)
+
+
+def option(name: str, value: Any) -> list[str]:
+    """``--name value`` for one field (``--name`` / ``--no-name`` for a flag; nothing for None)."""
+    flag = "--" + name.replace("_", "-")
+    if value is None:
+        return []
+    if isinstance(value, bool):
+        return [flag if value else f"--no-{name.replace('_', '-')}"]
+    if isinstance(value, (list, tuple)):
+        return [flag, ",".join(str(v) for v in value)]
+    return [flag, repr(value) if isinstance(value, float) else str(value)]
+
+
+def train_args(config: TrialConfig, device: str | None = None, threads: int | None = None) -> list[str]:
+    """The options of ``ecasweep train`` that train ``config`` (on ``device`` with ``threads``)."""
+    model = config.model
+    args = option("backbone", model.backbone) + option("attention", model.attention)
+    for key, value in model.attention_kwargs.items():
+        args += option(key, value)
+    args += option("width", model.width)
+    for part in (config.data, config.train):
+        for f in dataclasses.fields(part):
+            args += option(f.name, getattr(part, f.name))
+    args += option("seed", config.seed)
+    for name in _RUNTIME:
+        args += option(name, getattr(config.runtime, name))
+    return args + option("device", device) + option("threads", threads)
+
+
+def command_line(args: list[str]) -> str:
+    """``ecasweep train ...`` quoted for a POSIX shell."""
+    return shlex.join(["ecasweep", "train", *args])
