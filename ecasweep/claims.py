@@ -168,3 +168,41 @@ def seeds_to_decide(mean: float | None, sd: float | None, kind: str, margin: flo
         if n > after and stats.t.isf(a / 2, n - 1) * sd / np.sqrt(n) < gap:
             return n
     return None
+
+
+@dataclass(frozen=True)
+class Round:
+    """What the next round of ``run --until-resolved`` should do.
+
+    ``targets``: (backbone, arm) -> seeds it should reach; ``futile``: indices of open claims that no
+    look within ``max_seeds`` would decide at the observed spread; ``stop``: why no round is needed
+    ("resolved": no claim open; "futility": every open claim is futile; "" when ``targets`` is not empty).
+    """
+
+    targets: dict[tuple[str, str], int]
+    futile: list[int]
+    stop: str
+
+
+def plan_round(open_claims: list[tuple[str, str, str, int, int | None]], max_seeds: int,
+               looks: tuple[int, ...] = LOOKS) -> Round:
+    """The next round for the open claims, each ``(backbone, a, b, n, seeds_needed)``: both arms of
+    every claim that can still be decided within ``max_seeds`` go to the next look after ``n``
+    (one look at a time: verdicts change only at looks, and each look may end the claim).
+
+    >>> plan_round([("resnet-8", "eca", "se", 6, 16), ("resnet-8", "eca", "none", 6, None)], 32)
+    Round(targets={('resnet-8', 'eca'): 8, ('resnet-8', 'se'): 8}, futile=[1], stop='')
+    >>> plan_round([], 32).stop
+    'resolved'
+    """
+    targets: dict[tuple[str, str], int] = {}
+    futile = []
+    for i, (backbone, a, b, n, needed) in enumerate(open_claims):
+        step = next((look for look in looks if look > n), None)
+        if needed is None or needed > max_seeds or step is None or step > max_seeds:
+            futile.append(i)
+            continue
+        for arm in (a, b):
+            targets[(backbone, arm)] = max(targets.get((backbone, arm), 0), step)
+    stop = "" if targets else ("futility" if futile else "resolved")
+    return Round(targets, futile, stop)

@@ -296,6 +296,10 @@ def show(study: str = typer.Argument(..., help="Study name or path to a .toml fi
         ks = ["/".join(map(str, spec.kernel_sizes(arm, b) or [])) for b in spec.backbones] if kernels else []
         table.add_row(arm.id, arm.attention, *ks)
     console.print(table)
+    from .spec import alias_notes
+
+    for line in alias_notes(spec):
+        console.print(line, highlight=False)
     if spec.search is None:
         console.print(f"{_plural(len(spec.cells()), 'cell')} = {_plural(len(spec.arms), 'arm')} x "
                       f"{_plural(len(spec.backbones), 'backbone')} x {_plural(spec.seeds, 'seed')}")

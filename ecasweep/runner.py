@@ -196,6 +196,10 @@ def _print_plan(study: optuna.Study | None, spec: StudySpec, slots, console: Con
         states[s.state] = states.get(s.state, 0) + 1
     if len(statuses) > PLAN_ROWS:
         console.print(", ".join(f"{state}: {n:,}" for state, n in sorted(states.items())))
+    from .spec import alias_notes
+
+    for line in alias_notes(spec):
+        console.print(line, highlight=False)
     remaining = [s.cell for s in statuses if s.state != "done"]
     seconds, how = estimate_seconds(spec, remaining, read_records(study) if study else [], slots)
     devices: dict[str, int] = {}

@@ -301,3 +301,14 @@ def test_table_command_prints_the_claims(tmp_path):
     assert [r["n"] for r in doc["claims"]["rows"]] == [3, 3, 3] and doc["rows"]  # the study table and its claims
     only = run.invoke(app, ["table", "claims", "--storage", url, "-f", "csv", "--claims"])
     assert only.output.splitlines()[0].startswith("words,kind,a,b,") and len(only.output.splitlines()) == 4
+
+
+def test_plan_round_adds_seeds_to_open_claims_only_and_stops():
+    alpha = claims.family_alpha(2)
+    open_claims = [("resnet-8", "eca(k=3)", "se(r=16)", 6, claims.seeds_to_decide(0.8, 0.6, "superiority", 0.0, alpha, 6)),
+                   ("resnet-8", "none", "se(r=16)", 6, claims.seeds_to_decide(0.0, 0.6, "superiority", 0.0, alpha, 6))]
+    plan = claims.plan_round(open_claims, max_seeds=32)
+    assert plan.targets == {("resnet-8", "eca(k=3)"): 8, ("resnet-8", "se(r=16)"): 8} and plan.futile == [1]
+    assert claims.plan_round(open_claims, max_seeds=6).stop == "futility"  # no look left within 6 seeds
+    assert claims.plan_round(open_claims[1:], max_seeds=64).stop == "futility"
+    assert claims.plan_round([], max_seeds=64).stop == "resolved"

@@ -57,7 +57,8 @@ def test_every_study_loads_under_every_profile(name, profile):
     assert spec.data.dataset == dataset and spec.train.epochs == epochs
     assert [arm.id for arm in spec.arms] == EXPECTED_ARMS[name]
     assert spec.baseline == EXPECTED_BASELINE[name]
-    assert len(spec.cells()) == len(EXPECTED_ARMS[name]) * len(backbones) * seeds
+    aliased = sum(len(aliases) for aliases in spec.aliases().values())  # trained once (test_aliases.py)
+    assert len(spec.cells()) == (len(EXPECTED_ARMS[name]) * len(backbones) - aliased) * seeds
     assert spec.description and spec.mirrors
     assert StudySpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
 
@@ -65,9 +66,9 @@ def test_every_study_loads_under_every_profile(name, profile):
 def test_kernel_size_quick_cells_are_ordered_by_backbone_arm_seed():
     spec = load_study("kernel-size")
     cells = spec.cells()
-    assert len(cells) == 7 * 2 * 2
+    assert len(cells) == (7 - 1) * 2 * 2  # the adaptive k is k = 3 on both: an alias (test_aliases.py)
     assert [c.key for c in cells[:3]] == ["resnet-8/none/seed=0", "resnet-8/none/seed=1", "resnet-8/se(r=16)/seed=0"]
-    assert cells[-1].key == "resnet-14/eca(k=adaptive,gamma=2,beta=1)/seed=1"
+    assert cells[-1].key == "resnet-14/eca(k=9)/seed=1"
     assert len({c.key for c in cells}) == len(cells)
     cfg = spec.trial_config(cells[7], RuntimeConfig(device="cpu"))
     assert isinstance(cfg, TrialConfig)
@@ -123,7 +124,7 @@ def test_overrides():
     spec = load_study("kernel-size", overrides=["data.dataset=synthetic", "train.epochs=1", "seeds=1"])
     assert (spec.data.dataset, spec.train.epochs, spec.seeds) == ("synthetic", 1, 1)
     assert spec.overrides == ["data.dataset=synthetic", "train.epochs=1", "seeds=1"]
-    assert len(spec.cells()) == 7 * 2
+    assert len(spec.cells()) == (7 - 1) * 2
     two = load_study("table2", overrides=['backbones=["resnet-20","resnet-56"]'])
     assert two.backbones == ["resnet-20", "resnet-56"]
     assert load_study("table2", overrides=["backbones=resnet-20"]).backbones == ["resnet-20"]

@@ -102,6 +102,7 @@ class _Cells:
     params: dict[str, Any]
     complete: list[TrialRecord] = field(default_factory=list)
     failed: int = 0
+    alias_of: str | None = None  # the arm whose trials these are (the same model), counted there
 
 
 def _group(spec: Mapping[str, Any], records: Iterable[TrialRecord]) -> dict[tuple[str, str], _Cells]:
@@ -116,6 +117,12 @@ def _group(spec: Mapping[str, Any], records: Iterable[TrialRecord]) -> dict[tupl
             cells.complete.append(r)
         elif r.state == "FAIL":
             cells.failed += 1
+    for backbone, aliases in (spec.get("aliases") or {}).items():
+        for alias, arm in aliases.items():
+            if (backbone, alias) in groups and (backbone, arm) in groups:
+                source = groups[(backbone, arm)]
+                groups[(backbone, alias)].complete, groups[(backbone, alias)].failed = source.complete, source.failed
+                groups[(backbone, alias)].alias_of = arm
     return groups
 
 
@@ -199,7 +206,7 @@ def build_table(spec: Mapping[str, Any], records: Sequence[TrialRecord], metric:
         rows.sort(key=lambda r: (r.objective is None, direction * (r.objective or 0.0)))
     devices = sorted({str(r.metrics["device"]) for c in groups.values() for r in c.complete
                       if r.metrics.get("device")})
-    failed = sum(c.failed for c in groups.values())
+    failed = sum(c.failed for c in groups.values() if c.alias_of is None)
     table = Table(study=str(spec.get("name", "")), metric=metric, layout=layout, baseline=baseline, test=test,
                   rows=rows, caption="", backbones=backbones, planned=planned, failed=failed,
                   devices=devices, power=power, confidence=confidence, lower_is_better=lower)
@@ -271,6 +278,11 @@ def _caption(spec: Mapping[str, Any], table: Table) -> str:
                      "on each backbone (raw p kept as p_raw).")
     parts.append(f"Tied: Holm-adjusted p >= {stats.ALPHA} vs the best arm of the backbone "
                  f"({'lowest' if table.lower_is_better else 'highest'} mean).")
+    for backbone, aliases in (spec.get("aliases") or {}).items():
+        labels = {r.arm: r.label for r in table.rows if r.backbone == backbone}
+        for alias, arm in aliases.items():
+            parts.append(f"{labels.get(alias, alias)} is {labels.get(arm, arm)} on {backbone} (the same model): "
+                         "trained once, shown under both labels.")
     partial = sum(1 for r in table.rows if r.n < table.planned)
     if partial:
         parts.append(f"Partial: {partial} of {len(table.rows)} rows have fewer than {table.planned} seeds.")

@@ -99,7 +99,7 @@ from .search import (  # noqa: F401
     SearchSpec, _search_space, _float_range, _space_points, _search_point,
 )
 from .study import (  # noqa: F401
-    Cell, StudySpec, _diff_values, _show,
+    Cell, StudySpec, alias_notes, _diff_values, _show,
 )
 from .layers import (  # noqa: F401
     _Layer, _check_layer, _parse_override, _merge,

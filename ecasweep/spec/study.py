@@ -57,11 +57,42 @@ class StudySpec:
 
         A search study has no arms, hence no cells: its trials come from ``search_trial_config``.
 
-        >>> len(load_study("kernel-size").cells())
-        28
+        An arm that builds the same model as an earlier one on a backbone (``aliases``) has no cells
+        there: the earlier arm's cells are trained once and reported under both labels.
+
+        >>> len(load_study("kernel-size").cells())  # 28 less adaptive k = k 3 on both backbones
+        24
         """
+        aliases = self.aliases()
         return [Cell(f"{backbone}/{arm.id}/seed={seed}", arm, backbone, seed)
-                for backbone in self.backbones for arm in self.arms for seed in range(self.seeds)]
+                for backbone in self.backbones for arm in self.arms if arm.id not in aliases.get(backbone, {})
+                for seed in range(self.seeds)]
+
+    def aliases(self) -> dict[str, dict[str, str]]:
+        """Per backbone, each arm that builds the same model as an earlier arm -> that arm: the same
+        variant with the same kernel size in every stage (and the same other arguments); with the
+        same seed and recipe, the same trial.
+
+        >>> load_study("kernel-size").aliases()["resnet-8"]
+        {'eca(k=adaptive,gamma=2,beta=1)': 'eca(k=3)'}
+        """
+        out: dict[str, dict[str, str]] = {}
+        for backbone in self.backbones:
+            first: dict[tuple, str] = {}
+            for arm in self.arms:
+                model = self._model_key(arm, backbone)
+                if model in first:
+                    out.setdefault(backbone, {})[arm.id] = first[model]
+                else:
+                    first[model] = arm.id
+        return out
+
+    def _model_key(self, arm: Arm, backbone: str) -> tuple:
+        ks = self.kernel_sizes(arm, backbone)
+        if ks is None:
+            return arm.attention, _canonical_json(arm.kwargs)
+        others = {k: v for k, v in arm.kwargs.items() if k not in ("k", "gamma", "beta", "min_k")}
+        return arm.attention, tuple(ks), _canonical_json(others)
 
     def arm(self, arm_id: str) -> Arm:
         """The arm called ``arm_id``.
@@ -145,13 +176,14 @@ class StudySpec:
         >>> StudySpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
         True
         """
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "aliases": self.aliases()}  # aliases: for reports (derived)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "StudySpec":
         """Inverse of ``to_dict`` (e.g. a spec stored with a study); a malformed dict is a SpecError."""
         try:
             values = dict(d)
+            values.pop("aliases", None)
             search = values.get("search")
             values.update(
                 backbones=list(values["backbones"]),
@@ -211,6 +243,25 @@ class StudySpec:
         for key in ("backbones", "model", "data", "train", "search"):
             lines += _diff_values(key, other[key], mine[key])
         return sorted(lines)
+
+
+def alias_notes(spec: StudySpec) -> list[str]:
+    """What ``show`` and ``--dry-run`` say about aliased arms (empty without any).
+
+    >>> alias_notes(load_study("kernel-size"))[1]
+    'on resnet-8: eca(k=adaptive,gamma=2,beta=1) is eca(k=3) (k 3/3/3)'
+    """
+    aliases = spec.aliases()
+    if not aliases:
+        return []
+    cells = sum(len(a) for a in aliases.values()) * spec.seeds
+    lines = [f"aliases: {cells} cell{'s' if cells != 1 else ''} build the same model as another arm's; "
+             "trained once, reported under each label:"]
+    for backbone, pairs in aliases.items():
+        for alias, arm in pairs.items():
+            ks = spec.kernel_sizes(spec.arm(alias), backbone)
+            lines.append(f"on {backbone}: {alias} is {arm}" + (f" (k {'/'.join(map(str, ks))})" if ks else ""))
+    return lines
 
 
 def _diff_values(key: str, old: Any, new: Any) -> list[str]:
