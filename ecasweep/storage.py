@@ -49,16 +49,26 @@ def heartbeat_interval() -> int:
     return int(raw) if raw else HEARTBEAT_SECONDS
 
 
+_USERINFO_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd)=)([^&\s'\"]*)", re.IGNORECASE)
+
+
 def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    return re.sub(r"(://[^:/@\s]*:)([^@\s]*)(@)", r"\1***\3", str(url))
+    """``url`` with any password (``user:PASSWORD@`` or ``?password=PASSWORD``) replaced by ``***``.
+
+    >>> mask_url("postgresql://me@db/sweeps?sslmode=require&password=secret")
+    'postgresql://me@db/sweeps?sslmode=require&password=***'
+    """
+    return _QUERY_PASSWORD.sub(r"\1***", _USERINFO_PASSWORD.sub(r"\1***\3", str(url)))
 
 
 def mask_text(text: str, url: str) -> str:
     """``text`` with the password of ``url`` masked wherever it appears."""
-    match = re.search(r"://[^:/@\s]*:([^@\s]*)@", url)
+    secrets = [m.group(2) for m in (*_USERINFO_PASSWORD.finditer(url), *_QUERY_PASSWORD.finditer(url)) if m.group(2)]
     text = mask_url(text)
-    return text.replace(match.group(1), "***") if match and match.group(1) else text
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
 
 
 def normalize_url(url: str) -> str:
@@ -188,6 +198,14 @@ def _check_sqlite(url: str, create: bool) -> None:
                            f"{', '.join(sorted(tables)[:5])}); pass another --storage")
     if not create and not tables:  # reading must not create Optuna's tables under a starting run
         raise StorageError(f"no study in {path} yet (an empty database)")
+
+
+def rdb_engine(storage: BaseStorage):
+    """The SQLAlchemy engine behind an RDB storage (Optuna wraps it in a cache), else None."""
+    for candidate in (storage, getattr(storage, "_backend", None)):
+        if isinstance(candidate, RDBStorage):
+            return candidate.engine
+    return None
 
 
 def storage_failure(exc: BaseException) -> str | None:

@@ -11,10 +11,12 @@ and never retries a failed cell, so ecasweep claims cells itself):
    MySQL, the write lock in SQLite). Should two workers have enqueued the same cell, the claimer that
    finds the cell already RUNNING or COMPLETE stands down (its trial is closed as FAIL with
    ``duplicate_of``, and reports ignore it).
-3. While the trial runs, a thread records Optuna heartbeats. A worker killed outright stops beating;
-   ``optuna.storages.fail_stale_trials`` then marks its trial FAIL and the cell is enqueued again. The
-   new trial resumes from the cell's checkpoint (checkpoints are keyed by the trial configuration's
-   identity, not the trial number).
+3. The claimer records the trial's first heartbeat before the claim, and a thread records one every
+   interval while the trial runs (``liveness``). A worker killed outright, at any moment, stops
+   beating; its trial turns stale, ``ensure_cells`` marks it FAIL and enqueues the cell again, and
+   the new trial resumes from the cell's checkpoint (checkpoints are keyed by the trial
+   configuration's identity, not the trial number). A worker with nothing to claim waits for the
+   cells running elsewhere and says which, on which worker, and how old their heartbeats are.
 4. Ctrl-C marks the running trial FAIL with ``fail_reason = "interrupted"``; the next run resumes it.
 5. A trial's checkpoints are kept until its result is stored, so a worker killed between the end of
    training and the storage write loses only the write. A worker whose heartbeat came late (an
@@ -48,17 +50,19 @@ from typing import Any, Callable, Sequence
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import BaseStorage, fail_stale_trials
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from . import faults
+from . import faults, liveness
 from .checkpoint import CheckpointStore
 from .config import RuntimeConfig
 from .devices import cpu_count, resolve_device
-from .launch.jobs import job_attrs
 from .errors import EcasweepError, SpecError
+from .launch.jobs import job_attrs
+from .locking import study_lock
 from .params import cell_trial
 from .results import DUPLICATE_OF, FAIL_REASON, HASH_ATTR, TrialRecord, cell_attrs, latest_by_cell, read_records
+from .signals import Terminated
 from .spec import Cell, StudySpec
 from .spec_attrs import read_spec, write_spec
 from .storage import heartbeat_interval, mask_url
@@ -68,6 +72,8 @@ log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted"
 POLL_SECONDS = 1.0
+#: how often a waiting worker says again what it waits for
+WAIT_REPORT_SECONDS = 30.0
 #: metrics kept out of the stored user attributes (large, or stored elsewhere)
 _NOT_STORED = ("history",)
 
@@ -146,14 +152,21 @@ def cell_statuses(study: optuna.Study, spec: StudySpec) -> list[CellStatus]:
     return statuses
 
 
-def ensure_cells(study: optuna.Study, spec: StudySpec, retry_failed: bool) -> int:
+def ensure_cells(study: optuna.Study, spec: StudySpec, retry_failed: bool,
+                 watch: liveness.StaleWatch | None = None) -> int:
     """Enqueue a WAITING trial for each cell that needs one; returns how many were enqueued.
 
-    Cells whose worker died (stale) or was interrupted are always enqueued again; cells that failed
-    with an error only when ``retry_failed`` (at the start of a run), so a failing cell does not
-    loop within one run.
+    Stale trials are failed first (``liveness``). Cells whose worker died (stale) or was
+    interrupted are always enqueued again; cells that failed with an error only when
+    ``retry_failed`` (at the start of a run), so a failing cell does not loop within one run. One
+    process at a time enqueues (``locking.study_lock``), so no cell gets two trials.
     """
-    fail_stale_trials(study)
+    liveness.fail_stale(study, watch)
+    with study_lock(study):
+        return _enqueue_missing(study, spec, retry_failed)
+
+
+def _enqueue_missing(study: optuna.Study, spec: StudySpec, retry_failed: bool) -> int:
     enqueued = 0
     # Longest first (deeper backbones), so that parallel workers do not end on one long straggler.
     for status in sorted(cell_statuses(study, spec), key=lambda s: -_depth(s.cell.backbone)):
@@ -171,15 +184,22 @@ def _depth(backbone: str) -> int:
 
 
 def claim(study: optuna.Study) -> optuna.trial.Trial | None:
-    """Take one WAITING trial for this worker, or None when there is none left."""
+    """Take one WAITING trial for this worker, or None when there is none left.
+
+    The first heartbeat is recorded before the trial moves to RUNNING, so that a worker killed
+    between the two steps leaves a trial that turns stale (``liveness``), never one that stays
+    RUNNING forever. Moving WAITING to RUNNING succeeds for exactly one caller.
+    """
     storage = study._storage
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         try:
+            liveness.beat(storage, frozen._trial_id)
             if not storage.set_trial_state_values(frozen._trial_id, TrialState.RUNNING):
                 continue
         except UpdateFinishedTrialError:
             continue
-        _beat(storage, frozen._trial_id)
+        if faults.armed("claimed"):
+            faults.kill()
         cell = frozen.user_attrs.get("cell")
         rivals = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE))
                   if t.user_attrs.get("cell") == cell and t.number != frozen.number
@@ -192,11 +212,6 @@ def claim(study: optuna.Study) -> optuna.trial.Trial | None:
     return None
 
 
-def _beat(storage: BaseStorage, trial_id: int) -> None:
-    if hasattr(storage, "record_heartbeat") and storage.get_heartbeat_interval():
-        storage.record_heartbeat(trial_id)
-
-
 class _Heartbeat:
     """Records a heartbeat for a running trial every interval, in a daemon thread."""
 
@@ -206,11 +221,15 @@ class _Heartbeat:
         self.thread = threading.Thread(target=self._run, daemon=True, name=f"heartbeat-{trial_id}")
 
     def _run(self) -> None:
-        while not self.stop.wait(heartbeat_interval()):
+        while True:
             try:
-                _beat(self.storage, self.trial_id)
+                liveness.beat(self.storage, self.trial_id)
+            except UpdateFinishedTrialError:  # marked stale by another worker: see _record_result
+                pass
             except Exception as exc:  # a missed beat must not kill the trial
                 log.warning("heartbeat failed: %s", exc)
+            if self.stop.wait(heartbeat_interval()):
+                return
 
     def __enter__(self) -> "_Heartbeat":
         self.thread.start()
@@ -293,6 +312,7 @@ def run_claimed(study: optuna.Study, trial: optuna.trial.Trial, config, objectiv
     emit("start", {"number": trial.number, "cell": trial.user_attrs.get("cell", ""), "epochs": config.train.epochs})
 
     def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
+        trial.set_user_attr("epoch", epoch)  # for displays that read the storage (runner.StudyProgress)
         emit("epoch", {"number": trial.number, "epoch": epoch, **metrics})
         if prune and metrics.get(f"val_{objective}") is not None:
             trial.report(metrics[f"val_{objective}"], epoch)
@@ -339,21 +359,49 @@ def work(study: optuna.Study, spec: StudySpec, runtime: RuntimeConfig, wait: boo
         return _search(study, spec, runtime, on_event)
     by_key = {cell.key: cell for cell in spec.cells()}
     counts = {"COMPLETE": 0, "FAIL": 0, "PRUNED": 0}
+    watch, report = liveness.StaleWatch(), _WaitReport(on_event)
     while True:
         trial = claim(study)
         if trial is None:
-            if ensure_cells(study, spec, retry_failed=False):
+            if ensure_cells(study, spec, retry_failed=False, watch=watch):
                 continue
-            if wait and any(s.state == "running" for s in cell_statuses(study, spec)):
+            elsewhere = liveness.running(study)
+            if wait and elsewhere:
+                report(elsewhere, watch.grace)
                 time.sleep(POLL_SECONDS)
                 continue
             _clear_done_checkpoints(study, spec, runtime)
             return counts
+        report.reset()
         cell = by_key.get(trial.user_attrs.get("cell"))
         if cell is None:  # a cell of a larger plan (more seeds) enqueued by another run
             cell = _cell_from_attrs(spec, trial.user_attrs)
         state = run_claimed(study, trial, spec.trial_config(cell, runtime), on_event=on_event)
         counts[state] += 1
+
+
+class _WaitReport:
+    """Says which cells a worker waits for, where they run and how fresh their heartbeats are: at
+    once, then every ``WAIT_REPORT_SECONDS`` while the wait lasts (an ``"waiting"`` event; logged
+    at INFO when there is no listener, e.g. workers started by ``run``, whose display shows them)."""
+
+    def __init__(self, on_event: Event | None) -> None:
+        self.on_event = on_event
+        self.last: float | None = None
+
+    def __call__(self, trials: list[liveness.RunningTrial], grace: float) -> None:
+        now = time.monotonic()
+        if self.last is not None and now - self.last < WAIT_REPORT_SECONDS:
+            return
+        self.last = now
+        lines = [t.describe(grace) for t in trials]
+        if self.on_event is not None:
+            self.on_event("waiting", {"cells": lines})
+        else:
+            log.info("waiting for %d cell(s) running elsewhere: %s", len(lines), "; ".join(lines))
+
+    def reset(self) -> None:
+        self.last = None
 
 
 def _clear_done_checkpoints(study: optuna.Study, spec: StudySpec, runtime: RuntimeConfig) -> None:
@@ -373,6 +421,7 @@ def _cell_from_attrs(spec: StudySpec, attrs: dict[str, Any]) -> Cell:
 def _search(study: optuna.Study, spec: StudySpec, runtime: RuntimeConfig, on_event: Event | None) -> dict[str, int]:
     counts = {"COMPLETE": 0, "FAIL": 0, "PRUNED": 0}
     backbone = spec.backbones[0]
+    liveness.fail_stale(study)  # a trial whose worker died counts as failed, not as running forever
     while len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
                                                        TrialState.RUNNING, TrialState.FAIL))) < spec.search.n_trials:
         with warnings.catch_warnings():  # ecasweep records the heartbeats itself (see _Heartbeat)
@@ -449,27 +498,37 @@ def plan_slots(devices: Sequence[str] | None, workers: int | None) -> list[Slot]
     return [Slot(n, cpu_threads if n == "cpu" else max(1, cpu_count() // len(names))) for n in names]
 
 
-def worker_command(study_name: str, url: str, slot: Slot, checkpoint_dir: str) -> list[str]:
-    return [sys.executable, "-m", "ecasweep", "worker", study_name, "--storage", url, "--device", slot.device,
+def worker_command(study_name: str, slot: Slot, checkpoint_dir: str) -> list[str]:
+    """The command line of one worker. The storage URL is not on it: it goes in the worker's
+    environment (``worker_env``), since every local user can read a process's arguments (``ps``)
+    and the URL may hold a password."""
+    return [sys.executable, "-m", "ecasweep", "worker", study_name, "--device", slot.device,
             "--threads", str(slot.threads), "--checkpoint-dir", checkpoint_dir, "--quiet"]
+
+
+def worker_env(url: str) -> dict[str, str]:
+    return {**os.environ, "ECASWEEP_STORAGE": url}
 
 
 def run_workers(study: optuna.Study, url: str, slots: list[Slot], checkpoint_dir: str,
                 on_poll: Callable[[], None] | None = None) -> list[int]:
     """Start one ``ecasweep worker`` process per slot and wait; returns their exit codes.
 
-    On Ctrl-C the workers are asked to stop (SIGINT), which marks their trials interrupted.
+    On Ctrl-C or SIGTERM the workers are sent the same signal, which marks their trials
+    interrupted, and this waits for them before re-raising: no worker outlives ``run``.
     """
-    procs = [subprocess.Popen(worker_command(study.study_name, url, slot, checkpoint_dir)) for slot in slots]
+    env = worker_env(url)
+    procs = [subprocess.Popen(worker_command(study.study_name, slot, checkpoint_dir), env=env) for slot in slots]
     try:
         while any(p.poll() is None for p in procs):
             if on_poll:
                 on_poll()
             time.sleep(POLL_SECONDS)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        sig = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
         for p in procs:
             if p.poll() is None:
-                p.send_signal(signal.SIGINT)
+                p.send_signal(sig)
         for p in procs:
             p.wait()
         raise
