@@ -23,6 +23,14 @@ def estimate_seconds(spec: StudySpec, cells: Sequence[Cell], records: Sequence[T
     Per (backbone, arm): attention modules differ in cost (CBAM's spatial gate, a non-local block), so
     each pair is timed on its own model.
     """
+    per_pair, how = pair_seconds(spec, cells, records, slots)
+    total = sum(per_pair[(c.backbone, c.arm.id)] for c in cells)
+    return total / max(1, len(slots)), how
+
+
+def pair_seconds(spec: StudySpec, cells: Sequence[Cell], records: Sequence[TrialRecord],
+                 slots) -> tuple[dict[tuple[str, str], float], str]:
+    """Seconds one trial of each (backbone, arm id) of ``cells`` takes, and how that was obtained."""
     past: dict[tuple[str, str], list[float]] = {}
     for r in records:
         if r.complete and isinstance(r.metrics.get("wall_seconds"), (int, float)):
@@ -42,8 +50,7 @@ def estimate_seconds(spec: StudySpec, cells: Sequence[Cell], records: Sequence[T
         finally:
             torch.set_num_threads(threads)
         how = "timed probe of a few training steps" if not past else how + " and a timed probe"
-    total = sum(per_pair[(c.backbone, c.arm.id)] for c in cells)
-    return total / max(1, len(slots)), how
+    return per_pair, how
 
 
 def _probe(spec: StudySpec, data, backbone: str, arm) -> float:

@@ -8,21 +8,23 @@ study without touching it.
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import optuna
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn
 from rich.table import Table
 
 from .config import RuntimeConfig
 from .data import load_dataset
+from .devices import cpu_count
 from .results import SPEC_ATTR, TrialRecord, read_records
 from .spec import Arm, Cell, StudySpec, load_study
 from .storage import default_storage_url, load_study as load_stored, normalize_url, open_storage, sqlite_path
-from .sweep import (CellStatus, cell_statuses, default_checkpoint_dir, ensure_cells, open_study, plan_slots,
+from .sweep import (INTERRUPTED, CellStatus, cell_statuses, default_checkpoint_dir, ensure_cells, open_study, plan_slots,
                     run_workers, stored_spec, work)
 
 
@@ -101,23 +103,34 @@ def results(study_name: str, storage_url: str | None = None) -> tuple[optuna.Stu
 # ----------------------------------------------------------------------------------------- display
 
 class StudyProgress:
-    """A Rich display of the study (cells done / running / failed / left, ETA) and the current trial."""
+    """A Rich display of the study and of every running trial, read from the storage.
+
+    The study's line: cells done of all, then running, failed, interrupted and left, and an ETA: the
+    expected time of the cells left and of the running ones' remainder, over the workers. Expected
+    times per (backbone, arm) come from the study's finished trials, else from the dry run's timed
+    probe, so the ETA shows from the start. One line per running trial, whichever process runs it
+    (worker processes record their epoch with the trial): cell, worker, epoch, time against its
+    expected time.
+    """
 
     def __init__(self, study: optuna.Study, spec: StudySpec, console: Console | None, n_workers: int) -> None:
-        self.study, self.spec, self.console, self.n_workers = study, spec, console, n_workers
+        self.study, self.spec, self.console, self.n_workers = study, spec, console, max(1, n_workers)
         self.progress: Progress | None = None
         self._last_poll = 0.0
+        self._trials: dict[int, Any] = {}  # trial number -> task id
+        self._epoch_info: dict[int, str] = {}  # this process's trials: loss and images/s of the last epoch
+        self._expected: dict[tuple[str, str], float] = {}
 
     def __enter__(self) -> "StudyProgress":
         if self.console is None:
             return self
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        self._expected = _expected_seconds(self.study, self.spec, self.n_workers)
+        # Short descriptions and one status column: the bars line up and long cell ids come last.
+        self.progress = Progress(TextColumn("{task.description}"), _TimeBar(bar_width=20), _Status(),
                                  console=self.console)
         self.progress.__enter__()
         total = self.spec.search.n_trials if self.spec.search else len(self.spec.cells())
-        self.study_task = self.progress.add_task(f"{self.study.study_name}", total=total, info="")
-        self.trial_task = self.progress.add_task("trial", total=None, info="", visible=False)
+        self.study_task = self.progress.add_task(f"{self.study.study_name}", total=total, info="", eta=None)
         self.refresh(force=True)
         return self
 
@@ -130,31 +143,139 @@ class StudyProgress:
         if self.progress is None or (not force and time.monotonic() - self._last_poll < 1.0):
             return
         self._last_poll = time.monotonic()
+        trials = self.study.get_trials(deepcopy=False)
+        left_cells: list[tuple[str, str]] = []
         if self.spec.search:
-            states = [t.state.name for t in self.study.get_trials(deepcopy=False)]
+            states = [t.state.name for t in trials]
             counts = {"done": states.count("COMPLETE") + states.count("PRUNED"), "running": states.count("RUNNING"),
                       "failed": states.count("FAIL")}
+            counts["todo"] = max(0, self.spec.search.n_trials - len(trials))
         else:
             counts = {}
             for s in cell_statuses(self.study, self.spec):
-                counts[s.state] = counts.get(s.state, 0) + 1
+                state = "interrupted" if s.state == "failed" and s.record.fail_reason == INTERRUPTED else s.state
+                counts[state] = counts.get(state, 0) + 1
+                if state != "done" and state != "running":
+                    left_cells.append((s.cell.backbone, s.cell.arm.id))
         left = counts.get("todo", 0) + counts.get("waiting", 0)
-        self.progress.update(self.study_task, completed=counts.get("done", 0),
-                             info=f"running {counts.get('running', 0)} · failed {counts.get('failed', 0)} · left {left}")
+        running = [t for t in trials if t.state.name == "RUNNING" and "cell" in t.user_attrs]
+        remaining = sum(self._expect(pair) or 0.0 for pair in left_cells)
+        remaining += sum(max(0.0, (self._expect(_pair(t)) or 0.0) - _age(t)) for t in running)
+        eta = (time.time() + remaining / self.n_workers) if self._expected and not self.spec.search else None
+        self.progress.update(self.study_task, completed=counts.get("done", 0), eta=eta,
+                             info=f"running {len(running)} · failed {counts.get('failed', 0)} · "
+                                  f"interrupted {counts.get('interrupted', 0)} · left {left}")
+        self._show_running(running)
+
+    def _expect(self, pair: tuple[str, str]) -> float | None:
+        if pair in self._expected:
+            return self._expected[pair]
+        same_backbone = [v for (b, _), v in self._expected.items() if b == pair[0]]
+        return statistics.median(same_backbone) if same_backbone else None
+
+    def _show_running(self, running: list[optuna.trial.FrozenTrial]) -> None:
+        for number in [n for n in self._trials if n not in {t.number for t in running}]:
+            self.progress.remove_task(self._trials.pop(number))
+            self._epoch_info.pop(number, None)
+        for t in sorted(running, key=lambda t: t.number):
+            epoch = t.user_attrs.get("epoch")
+            where = f"epoch {epoch or 0}/{self.spec.train.epochs}"
+            worker = str(t.user_attrs.get("worker", "")).rsplit(":", 1)[-1]
+            info = " · ".join(x for x in (t.user_attrs["cell"], where, self._epoch_info.get(t.number),
+                                          f"pid {worker}" if worker else "") if x)
+            fields = dict(info=info, started=_started(t), expected=self._expect(_pair(t)))
+            if t.number in self._trials:
+                self.progress.update(self._trials[t.number], **fields)
+            else:
+                self._trials[t.number] = self.progress.add_task(f"  #{t.number}", total=None, **fields)
 
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
         if self.progress is None:
             return
-        if kind == "start":
-            self.progress.reset(self.trial_task, total=data["epochs"], visible=True,
-                                description=f"  #{data['number']} {data['cell']}", info="")
-        elif kind == "epoch":
+        if kind == "epoch":
             top1 = f" · top-1 {data['top1']:.2f}" if "top1" in data else ""
-            self.progress.update(self.trial_task, completed=data["epoch"],
-                                 info=f"loss {data['train_loss']:.3f} · {data['images_per_second']:.0f} img/s{top1}")
-        elif kind == "end":
-            self.progress.update(self.trial_task, visible=False)
+            self._epoch_info[data["number"]] = (f"loss {data['train_loss']:.3f} · "
+                                                f"{data['images_per_second']:.0f} img/s{top1}")
+        if kind in ("start", "epoch", "end"):
             self.refresh(force=True)
+        elif kind == "waiting":
+            cells = data["cells"]
+            self.progress.console.print(f"waiting for {len(cells)} cell(s) running elsewhere:", highlight=False)
+            for line in cells:
+                self.progress.console.print(f"  {line}", highlight=False, markup=False)
+
+
+def _pair(trial: optuna.trial.FrozenTrial) -> tuple[str, str]:
+    return str(trial.user_attrs.get("backbone", "")), str(trial.user_attrs.get("arm", ""))
+
+
+def _started(trial: optuna.trial.FrozenTrial) -> float:
+    """When the trial started, as a Unix time (Optuna stores local time without a zone)."""
+    return trial.datetime_start.timestamp() if trial.datetime_start else time.time()
+
+
+def _age(trial: optuna.trial.FrozenTrial) -> float:
+    return max(0.0, time.time() - _started(trial))
+
+
+def _expected_seconds(study: optuna.Study, spec: StudySpec, n_workers: int) -> dict[tuple[str, str], float]:
+    """Seconds per trial of each (backbone, arm): the finished trials' median, else the dry run's probe
+    of one arm per backbone that has no finished trial (a few training steps)."""
+    from .estimate import pair_seconds
+    from .sweep import Slot
+
+    if spec.search is not None:
+        return {}
+    records = read_records(study)
+    done = {(r.backbone, r.arm) for r in records if r.complete}
+    unprobed = {}
+    for cell in spec.cells():
+        if cell.backbone not in {b for b, _ in done} and cell.backbone not in unprobed:
+            unprobed[cell.backbone] = cell
+    threads = max(1, cpu_count() // n_workers)
+    seconds, _ = pair_seconds(spec, [c for c in spec.cells() if (c.backbone, c.arm.id) in done] +
+                              list(unprobed.values()), records, [Slot("cpu", threads)] * n_workers)
+    return seconds
+
+
+class _TimeBar(BarColumn):
+    """The study's bar (cells done), or a trial's: its time so far against its expected time."""
+
+    def render(self, task):
+        from rich.progress_bar import ProgressBar
+
+        started, expected = task.fields.get("started"), task.fields.get("expected")
+        if started is None:
+            return super().render(task)
+        elapsed = time.time() - started
+        return ProgressBar(total=expected or None, completed=min(elapsed, expected or 0), width=self.bar_width,
+                           pulse=not expected, animation_time=task.get_time(), style=self.style,
+                           complete_style=self.complete_style, finished_style=self.complete_style,
+                           pulse_style=self.pulse_style)
+
+
+class _Status(ProgressColumn):
+    """The study's cells done of all, its counts and ETA; a trial's time so far against its expected
+    time, then its cell, epoch and worker. Computed at each render, so the clocks run between polls."""
+
+    def render(self, task):
+        from rich.text import Text
+
+        started = task.fields.get("started")
+        if started is not None:
+            expected = task.fields.get("expected")
+            clock = _clock(time.time() - started) + (f" of ~{_clock(expected)}" if expected else "")
+            return Text(f"{clock} · {task.fields['info']}", no_wrap=True, overflow="ellipsis")
+        eta = task.fields.get("eta")
+        remaining = f" · ETA {_clock(max(0.0, eta - time.time()))}" if eta is not None and not task.finished else ""
+        return Text(f"{int(task.completed)}/{int(task.total or 0)}{remaining} · {task.fields['info']}",
+                    no_wrap=True, overflow="ellipsis")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def _existing_study(spec: StudySpec, url: str, name: str | None) -> optuna.Study | None:

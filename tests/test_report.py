@@ -207,7 +207,10 @@ def test_other_layouts_render(table_and_records):
     _, records, _ = table_and_records
     figure4 = report.build_table(SPEC, records, layout="figure4")
     text = _rich_text(report.render(figure4, "rich"))
-    assert "█" in text and "ECA (k=5)" in text and "k 3/3/5" in text
+    assert "ECA (k=5)" in text and "k 3/3/5" in text and "95% CI" in text  # the CI before the bars
+    row = _row(figure4, "resnet-20", "eca-k5")
+    assert f"[{row.ci_low:.2f}, {row.ci_high:.2f}]" in text
+    assert "█" in _rich_text(report.render(figure4, "rich"), width=260)
     grid_spec = {**SPEC, "layout": "gamma-beta", "backbones": ["resnet-20"], "baseline": None, "arms": [
         {"id": f"g{g}b{b}", "attention": "eca", "kwargs": {"k": "adaptive", "gamma": g, "beta": b}}
         for g in (1, 2) for b in (0, 1)]}
@@ -229,8 +232,8 @@ def test_compare_arms(table_and_records):
     assert 0 < result["p_a_beats_b"] < 1
     json.loads(report.render_comparison(result, "json"))
     assert "ECA (k=3)" in _rich_text(report.render_comparison(result, "rich"))
-    with pytest.raises(EcasweepError):
-        report.compare_arms(SPEC, records, "eca-k3", "eca-k5")  # two backbones: ambiguous
+    # Two backbones: the study's first, as `compare --help` says.
+    assert report.compare_arms(SPEC, records, "eca-k3", "eca-k5")["backbone"] == SPEC["backbones"][0]
     with pytest.raises(EcasweepError):
         report.compare_arms(SPEC, records, "eca-k3", "nope", backbone="resnet-20")
 
@@ -263,3 +266,28 @@ def test_plot_search_uses_optuna(table_and_records, tmp_path):
     spec = {**SPEC, "layout": "search"}
     with pytest.raises(EcasweepError):
         report.plot(spec, records, tmp_path / "s.png")
+
+
+def test_per_seed_values_in_json_and_csv(table_and_records):
+    _, records, _ = table_and_records
+    table = report.build_table(SPEC, records)
+    row = _row(table, "resnet-20", "eca-k3")
+    assert list(row.values.values()) == pytest.approx(R20["eca-k3"])
+    data = json.loads(report.render(table, "json"))
+    assert next(r for r in data["rows"] if r["arm"] == "eca-k3")["values"] == row.values
+    rows = list(csv.DictReader(io.StringIO(report.render(table, "csv"))))
+    assert json.loads(next(r for r in rows if r["arm"] == "eca-k3" and r["backbone"] == "resnet-20")["values"]) \
+        == row.values
+
+
+def test_one_seed_is_untested_not_tied(table_and_records):
+    _, records, _ = table_and_records
+    first = [r for r in records if r.seed == 0]
+    table = report.build_table({**SPEC, "seeds": 1}, first)
+    on = [r for r in table.rows if r.backbone == "resnet-20" and r.n]
+    assert sum(r.best for r in on) == 1
+    assert all(r.untested and not r.tied_with_best for r in on if not r.best)
+    markdown = report.render(table, "markdown")
+    assert "| untested |" in markdown and markdown.count("| tied |") == 1  # the header's
+    assert "? untested" in _rich_text(report.render(report.build_table({**SPEC, "seeds": 1, "layout": "figure4"},
+                                                                       first), "rich"), width=160)

@@ -46,13 +46,15 @@ JSON schema (``render(table, "json")``, schema id ``ecasweep.table/1``)::
         "p_value": float | null,  # Holm-adjusted over the comparisons on the same backbone
         "p_vs_best": float | null,  # Holm-adjusted p vs the best arm of the backbone
         "best": bool, "tied_with_best": bool,  # the best row is tied with itself
+        "untested": bool,       # no test vs the best was possible (fewer than 2 seeds): not tied, not worse
         "paper": float | null,  # the paper's ImageNet ResNet-50 figure for this variant
         "paper_method": str | null,  # the paper's name for it ("SE-GC1", "ECA"...)
         # layout "table3" only (report.efficiency), else null: medians over seeds of the trials' own
         # throughput, overheads = baseline img/s / arm img/s - 1, the paper's Table 3 row
         "train_images_per_s", "infer_images_per_s", "train_overhead", "infer_overhead": float | null,
         "paper_table3": {"backbone", "method", "params_m", "gflops", "train_fps", "infer_fps", "top1",
-                         "train_overhead", "infer_overhead"} | null
+                         "train_overhead", "infer_overhead"} | null,
+        "values": {"<seed>": float}  # the metric of each complete seed (CSV: this object as JSON)
       }]
     }
 
@@ -69,7 +71,7 @@ from .tables import (  # noqa: F401
     _mean, build_table, _against_baseline, _mark_best, _closest_pair, _caption,
 )
 from .render import (  # noqa: F401
-    FORMATS, _digits, _fmt, _fmt_p, _mean_std, _n, _tied, _count, _ci, _flat_columns, render, _render_csv,
+    FORMATS, _digits, _fmt, _fmt_p, _mean_std, _n, _tied, _mark, _count, _ci, _flat_columns, render, _render_csv,
     _render_markdown, _LATEX_SPECIAL, _LATEX_UNICODE, latex_escape, _render_latex, _Fitted, _render_rich, _fit,
     _rich_flat, _BLOCKS, _bar, _rich_figure4, _rich_gamma_beta,
 )

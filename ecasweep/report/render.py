@@ -44,7 +44,12 @@ def _n(r: Row) -> str:
 
 
 def _tied(r: Row) -> str:
-    return "best" if r.best else ("tied" if r.tied_with_best else "")
+    return "best" if r.best else ("tied" if r.tied_with_best else ("untested" if r.untested else ""))
+
+
+def _mark(r: Row) -> str:
+    """The mark after a mean in the grids: * best, ≈ tied with it, ? untested."""
+    return " *" if r.best else (" ≈" if r.tied_with_best else (" ?" if r.untested else "  "))
 
 
 def _count(x: int | None) -> str:
@@ -227,7 +232,7 @@ def _rich_figure4(table: Table, width: int) -> list[Any]:
     arms = list(dict.fromkeys(r.arm for r in table.rows))
     ecas = [a for a in arms if any(r.params.get("attention") in KERNEL_ATTENTIONS for r in table.rows if r.arm == a)]
     order = ecas + [a for a in arms if a not in ecas]
-    group_width = 40 if table.baseline is not None else 28
+    group_width = 57 if table.baseline is not None else 45  # n, mean ± std, CI, bar (and Δ, p)
     per_table = max(1, (width - 26) // group_width)
     out: list[Any] = []
     with_bars = False
@@ -240,7 +245,8 @@ def _rich_figure4(table: Table, width: int) -> list[Any]:
             with_bars = True
         out.append(rich)
     bars = "; bars scaled between the lowest and highest mean of each backbone" if with_bars else ""
-    out.append(Text(f"* best, ≈ tied with the best{bars}."))
+    untested = ", ? untested (too few seeds for a test)" if any(r.untested for r in table.rows) else ""
+    out.append(Text(f"* best, ≈ tied with the best{untested}{bars}."))
     return out
 
 
@@ -259,6 +265,7 @@ def _figure4_group(table: Table, backbones: list[str], order: list[str], ecas: l
         short = b if len(backbones) == 1 else f"{b}: n"
         rich.add_column(short if len(backbones) > 1 else "n", justify="right", no_wrap=True)
         rich.add_column("mean ± std", justify="right", no_wrap=True)
+        rich.add_column(f"{int(table.confidence * 100)}% CI", justify="right", no_wrap=True)
         if bars:
             rich.add_column("", no_wrap=True)
         if table.baseline is not None:
@@ -267,7 +274,7 @@ def _figure4_group(table: Table, backbones: list[str], order: list[str], ecas: l
     paper = width >= 26 + group_width * len(backbones) + 16
     if paper:
         rich.add_column("paper R-50", justify="right")
-    per_backbone = (3 if bars else 2) + (2 if table.baseline is not None else 0)
+    per_backbone = (4 if bars else 3) + (2 if table.baseline is not None else 0)
     for arm in order:
         rows = [by.get((b, arm)) for b in backbones]
         first = next(r for r in (by.get((b, arm)) for b in table.backbones) if r is not None)
@@ -282,8 +289,8 @@ def _figure4_group(table: Table, backbones: list[str], order: list[str], ecas: l
             if r is None:
                 cells += [""] * per_backbone
                 continue
-            mark = " *" if r.best else (" ≈" if r.tied_with_best else "  ")
-            cells += [f"{r.n}/{r.planned}" + (f" ✗{r.failed}" if r.failed else ""), _mean_std(r, d) + mark]
+            cells += [f"{r.n}/{r.planned}" + (f" ✗{r.failed}" if r.failed else ""), _mean_std(r, d) + _mark(r),
+                      _ci(r, d)]
             cells += [_bar(r.mean, lo, hi, 8)] if bars else []
             if table.baseline is not None:
                 cells += [_fmt(r.delta, d, sign=True), _fmt_p(r.p_value)]
@@ -312,7 +319,7 @@ def _rich_gamma_beta(table: Table, width: int) -> list[Any]:
             cells = [f"γ={_num(gamma)}"]
             for beta in betas:
                 r = next((r for r in grid if r.params.get("gamma", 2) == gamma and r.params.get("beta", 1) == beta), None)
-                mark = " *" if r is not None and r.best else (" ≈" if r is not None and r.tied_with_best else "")
+                mark = "" if r is None else _mark(r).rstrip()
                 cells.append("" if r is None else f"{_mean_std(r, d)}{mark}\nn {_n(r)}"
                              + (f"  k {_ks(r.kernel_sizes)}" if r.kernel_sizes else ""))
             rich.add_row(*cells)

@@ -51,6 +51,7 @@ class Row:
     p_vs_best: float | None = None
     best: bool = False
     tied_with_best: bool = False
+    untested: bool = False  # no test against the best was possible (fewer than 2 seeds): neither tied nor not
     paper: float | None = None
     paper_method: str | None = None
     # layout "table3" only (report.efficiency): speed measured in the trials, the paper's Table 3 row
@@ -59,6 +60,7 @@ class Row:
     train_overhead: float | None = None
     infer_overhead: float | None = None
     paper_table3: dict[str, Any] | None = None
+    values: dict[str, float] = field(default_factory=dict)  # the metric per seed ("0", "1", ...)
 
 
 ROW_FIELDS = tuple(f.name for f in fields(Row))
@@ -188,7 +190,8 @@ def build_table(spec: Mapping[str, Any], records: Sequence[TrialRecord], metric:
             n=s.n, planned=planned, failed=cells.failed, mean=s.mean, std=s.std, ci_low=s.ci_low,
             ci_high=s.ci_high, boot_low=s.boot_low, boot_high=s.boot_high,
             top5_mean=_mean(_values(cells, "top5").values()), objective=_mean(_values(cells, "value").values()),
-            paper=_paper_top(cells.params, metric, reference), paper_method=_paper_method(cells.params)))
+            paper=_paper_top(cells.params, metric, reference), paper_method=_paper_method(cells.params),
+            values={str(seed): v for seed, v in sorted(vals.items())}))
 
     if layout == "table3":
         efficiency.add_efficiency(rows, {key: cells.complete for key, cells in groups.items()}, baseline, reference)
@@ -242,7 +245,7 @@ def _mark_best(rows: list[Row], values: Mapping[tuple[str, str], dict[int, float
     adjusted = stats.holm(raw)
     tied = stats.tied_with_best({r.arm: p for r, p in zip(others, adjusted)})
     for r, p in zip(others, adjusted):
-        r.p_vs_best, r.tied_with_best = p, tied[r.arm]
+        r.p_vs_best, r.tied_with_best, r.untested = p, tied[r.arm] and p is not None, p is None
     best.best = best.tied_with_best = True
 
 
@@ -278,6 +281,10 @@ def _caption(spec: Mapping[str, Any], table: Table) -> str:
                      "on each backbone (raw p kept as p_raw).")
     parts.append(f"Tied: Holm-adjusted p >= {stats.ALPHA} vs the best arm of the backbone "
                  f"({'lowest' if table.lower_is_better else 'highest'} mean).")
+    if any(r.untested for r in table.rows):
+        parts.append("Untested: too few seeds (or none shared with the best) for a test; neither tied nor worse.")
+    if any(r.untested for r in table.rows):
+        parts.append("Untested: too few seeds (or none shared with the best) for a test; neither tied nor worse.")
     for backbone, aliases in (spec.get("aliases") or {}).items():
         labels = {r.arm: r.label for r in table.rows if r.backbone == backbone}
         for alias, arm in aliases.items():
