@@ -224,8 +224,9 @@ def _bar(value: float | None, low: float, high: float, width: int = 12) -> str:
 
 def _rich_figure4(table: Table, width: int) -> list[Any]:
     """Rows = kernel sizes (then the reference arms), one column group per backbone with a bar.
-    Backbones that do not fit side by side at ``width`` go to tables of their own; the bars are
-    left out where they would push an arm's label onto a second line."""
+    Backbones that do not fit side by side at ``width`` go to tables of their own; the secondary
+    columns (the bars, then the CI) are left out where they would push an arm's label onto a second
+    line."""
     from rich.console import Console
     from rich.text import Text
 
@@ -238,11 +239,11 @@ def _rich_figure4(table: Table, width: int) -> list[Any]:
     with_bars = False
     for start in range(0, len(table.backbones), per_table):
         backbones = table.backbones[start:start + per_table]
-        rich = _figure4_group(table, backbones, order, ecas, width, group_width, bars=True)
-        if Console(width=10 * width).measure(rich).maximum > width:  # one line per arm comes first
-            rich = _figure4_group(table, backbones, order, ecas, width, group_width, bars=False)
-        else:
-            with_bars = True
+        for optional in (("ci", "bar"), ("ci",), ()):  # one line per arm comes first
+            rich = _figure4_group(table, backbones, order, ecas, width, group_width, optional)
+            if not optional or Console(width=10 * width).measure(rich).maximum <= width:
+                break
+        with_bars = with_bars or "bar" in optional
         out.append(rich)
     bars = "; bars scaled between the lowest and highest mean of each backbone" if with_bars else ""
     untested = ", ? untested (too few seeds for a test)" if any(r.untested for r in table.rows) else ""
@@ -251,8 +252,9 @@ def _rich_figure4(table: Table, width: int) -> list[Any]:
 
 
 def _figure4_group(table: Table, backbones: list[str], order: list[str], ecas: list[str], width: int,
-                   group_width: int, bars: bool) -> Any:
-    """One Figure-4 table: the arms in ``order``, a column group for each of ``backbones``."""
+                   group_width: int, optional: tuple[str, ...]) -> Any:
+    """One Figure-4 table: the arms in ``order``, a column group for each of ``backbones``, with
+    the ``optional`` columns of ``"ci"`` and ``"bar"``."""
     from rich import box
     from rich.table import Table as RichTable
 
@@ -265,8 +267,9 @@ def _figure4_group(table: Table, backbones: list[str], order: list[str], ecas: l
         short = b if len(backbones) == 1 else f"{b}: n"
         rich.add_column(short if len(backbones) > 1 else "n", justify="right", no_wrap=True)
         rich.add_column("mean ± std", justify="right", no_wrap=True)
-        rich.add_column(f"{int(table.confidence * 100)}% CI", justify="right", no_wrap=True)
-        if bars:
+        if "ci" in optional:
+            rich.add_column(f"{int(table.confidence * 100)}% CI", justify="right", no_wrap=True)
+        if "bar" in optional:
             rich.add_column("", no_wrap=True)
         if table.baseline is not None:
             rich.add_column("Δ", justify="right", no_wrap=True)
@@ -274,7 +277,7 @@ def _figure4_group(table: Table, backbones: list[str], order: list[str], ecas: l
     paper = width >= 26 + group_width * len(backbones) + 16
     if paper:
         rich.add_column("paper R-50", justify="right")
-    per_backbone = (4 if bars else 3) + (2 if table.baseline is not None else 0)
+    per_backbone = 2 + len(optional) + (2 if table.baseline is not None else 0)
     for arm in order:
         rows = [by.get((b, arm)) for b in backbones]
         first = next(r for r in (by.get((b, arm)) for b in table.backbones) if r is not None)
@@ -289,9 +292,9 @@ def _figure4_group(table: Table, backbones: list[str], order: list[str], ecas: l
             if r is None:
                 cells += [""] * per_backbone
                 continue
-            cells += [f"{r.n}/{r.planned}" + (f" ✗{r.failed}" if r.failed else ""), _mean_std(r, d) + _mark(r),
-                      _ci(r, d)]
-            cells += [_bar(r.mean, lo, hi, 8)] if bars else []
+            cells += [f"{r.n}/{r.planned}" + (f" ✗{r.failed}" if r.failed else ""), _mean_std(r, d) + _mark(r)]
+            cells += [_ci(r, d)] if "ci" in optional else []
+            cells += [_bar(r.mean, lo, hi, 8)] if "bar" in optional else []
             if table.baseline is not None:
                 cells += [_fmt(r.delta, d, sign=True), _fmt_p(r.p_value)]
         if paper:
