@@ -14,6 +14,8 @@ JSON schema (``render_claims(table, "json")``, schema id ``ecasweep.claims/1``):
      "caption": str,
      "rows": [{"words", "kind", "a", "b", "label_a", "label_b", "backbone": str, "margin": float,
                "paper": str,    # the paper's evidence: its figures for A and B where it has them, and words
+               "paper_delta": float | null,   # the paper's A - B (ImageNet ResNet-50) where it has both
+               "evidence": str, # the paper's evidence in words, as the study file states it
                "n": int,        # seeds both arms ran
                "effect", "ci_low", "ci_high": float | null,   # mean A - B, 95% t interval (pp)
                "low", "high": float | null,   # the decision interval (family-wise, any number of looks)
@@ -57,6 +59,8 @@ class ClaimRow:
     backbone: str
     margin: float
     paper: str
+    paper_delta: float | None
+    evidence: str
     n: int
     effect: float | None
     ci_low: float | None
@@ -93,12 +97,14 @@ def _finite(x: Any) -> float | None:
     return float(x) if x is not None and math.isfinite(float(x)) else None
 
 
-def _paper(claim: Mapping[str, Any], params: Mapping[str, Mapping[str, Any]], reference: Mapping[str, Any]) -> str:
+def _paper(claim: Mapping[str, Any], params: Mapping[str, Mapping[str, Any]],
+           reference: Mapping[str, Any]) -> tuple[str, float | None]:
     tops = [_paper_top(params.get(claim[side], {}), METRIC, reference) for side in ("a", "b")]
-    figures = ""
+    figures, delta = "", None
     if None not in tops:
-        figures = f"{tops[0]:.2f} vs {tops[1]:.2f} ({tops[0] - tops[1]:+.2f}, ImageNet ResNet-50)"
-    return "; ".join(part for part in (figures, claim.get("evidence", "")) if part)
+        delta = round(tops[0] - tops[1], 2)
+        figures = f"{tops[0]:.2f} vs {tops[1]:.2f} ({delta:+.2f}, ImageNet ResNet-50)"
+    return "; ".join(part for part in (figures, claim.get("evidence", "")) if part), delta
 
 
 def build_claims(spec: Mapping[str, Any], records: Sequence[TrialRecord], alpha: float = decide.ALPHA) -> ClaimsTable:
@@ -132,10 +138,12 @@ def _row(claim: Mapping[str, Any], backbone: str, groups, params, claim_alpha: f
     needed = None
     if verdict == "open":
         needed = decide.seeds_to_decide(effect, c.std, kind, margin, claim_alpha, after=int(d.size))
+    paper, paper_delta = _paper(claim, params, reference)
     return ClaimRow(
         words=claim.get("words", ""), kind=kind, a=claim["a"], b=claim["b"],
         label_a=arm_label(params.get(claim["a"], {})), label_b=arm_label(params.get(claim["b"], {})),
-        backbone=backbone, margin=margin, paper=_paper(claim, params, reference), n=int(d.size), effect=effect,
+        backbone=backbone, margin=margin, paper=paper, paper_delta=paper_delta,
+        evidence=claim.get("evidence", ""), n=int(d.size), effect=effect,
         ci_low=c.ci_low, ci_high=c.ci_high, low=_finite(result.low), high=_finite(result.high), verdict=verdict,
         decided_at=int(result.seeds) if verdict != "open" else None, seeds_needed=needed)
 
@@ -167,19 +175,14 @@ def _effect(r: ClaimRow) -> str:
 
 def _verdict(r: ClaimRow) -> str:
     if r.verdict != "open":
-        return f"{r.verdict} (at {r.decided_at} seeds)"
+        return f"{r.verdict} ({r.decided_at} seeds)"
     if r.seeds_needed is not None:
-        return f"open (about {r.seeds_needed} seeds)"
-    if r.n < 2:
-        return "open (needs 2 seeds for a spread)"
-    return f"open (no verdict within {decide.LOOKS[-1]} seeds at this spread)"
+        return f"open (~{r.seeds_needed} seeds)"
+    return "open (needs 2 seeds)" if r.n < 2 else f"open (> {decide.LOOKS[-1]} seeds)"
 
 
 def _claim(r: ClaimRow) -> str:
-    pair = {"superiority": f"{r.label_a} > {r.label_b}",
-            "non-inferiority": f"{r.label_a} > {r.label_b} − {r.margin:g}",
-            "equivalence": f"|{r.label_a} − {r.label_b}| < {r.margin:g}"}[r.kind]
-    return f"{r.words}: {pair}" if r.words else pair
+    return f"{r.words}: {_pair(r)}" if r.words else _pair(r)
 
 
 COLUMNS = (("claim", _claim), ("backbone", lambda r: r.backbone), ("paper", lambda r: r.paper),
@@ -221,19 +224,39 @@ def _latex(table: ClaimsTable) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _pair(r: ClaimRow) -> str:
+    return {"superiority": f"{r.label_a} > {r.label_b}",
+            "non-inferiority": f"{r.label_a} > {r.label_b} − {r.margin:g}",
+            "equivalence": f"|{r.label_a} − {r.label_b}| < {r.margin:g}"}[r.kind]
+
+
 def _rich(table: ClaimsTable) -> Any:
+    """One section per declared claim (its words and the paper's evidence in words), one line per
+    pair of arms and backbone: the paper's difference, this study's effect, n and the verdict."""
     from rich import box
     from rich.console import Group
+    from rich.markup import escape
     from rich.table import Table as RichTable
     from rich.text import Text
 
-    out = RichTable(title=f"{table.study} — claims", box=box.SIMPLE_HEAD, pad_edge=False)
-    for header, _ in COLUMNS:
-        out.add_column(header, overflow="fold", justify="right" if header in ("n", "effect [95% CI]") else "left",
-                       ratio=3 if header in ("claim", "paper") else None)
+    backbones = len({r.backbone for r in table.rows}) > 1
+    out = RichTable(title=f"{table.study} — claims", box=box.SIMPLE_HEAD, pad_edge=False, expand=True)
+    out.add_column("claim", ratio=4)
+    if backbones:
+        out.add_column("backbone", ratio=2)
+    out.add_column("verdict", ratio=2)
+    out.add_column("paper Δ", justify="right", ratio=1)
+    out.add_column("effect [95% CI]", justify="right", ratio=2)
+    out.add_column("n", justify="right", no_wrap=True)
     style = {"supported": "green", "contradicted": "red", "open": "yellow"}
+    heading = None
     for r in table.rows:
-        out.add_row(*(get(r) for _, get in COLUMNS), style=style[r.verdict])
+        if (r.words, r.evidence) != heading:
+            heading = (r.words, r.evidence)
+            out.add_row(f"[bold]{escape(r.words)}[/]" + (f" [dim]({escape(r.evidence)})[/]" if r.evidence else ""))
+        cells = [f"  {escape(_pair(r))}"] + ([r.backbone] if backbones else [])
+        cells += [_verdict(r), _num(r.paper_delta, True), _effect(r), str(r.n)]
+        out.add_row(*cells, style=style[r.verdict])
     return Group(out, Text(table.caption, style="dim"))
 
 
