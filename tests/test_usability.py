@@ -180,3 +180,16 @@ def test_table_output_format_follows_the_extension(stored, work, suffix, start):
     result = runner.invoke(app, ["table", "tiny", "--storage", stored, "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_text().lstrip().startswith(start), out.read_text()[:200]
+
+
+def test_bench_tables_fit_80_columns_with_whole_variant_names():
+    from rich.console import Console
+
+    from ecasweep.bench import bench_modules, quick_settings, render
+
+    console = Console(record=True, width=80, color_system=None)
+    render({"modules": bench_modules("cpu", **quick_settings()["modules"])}, console)
+    text = console.export_text()
+    for name in ("se-var1", "se-var2", "se-var3", "se-gc", "eca-ns", "ceca"):
+        assert f" {name} " in text, name
+    assert max(len(line) for line in text.splitlines()) <= 80
