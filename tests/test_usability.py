@@ -193,3 +193,26 @@ def test_bench_tables_fit_80_columns_with_whole_variant_names():
     for name in ("se-var1", "se-var2", "se-var3", "se-gc", "eca-ns", "ceca"):
         assert f" {name} " in text, name
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_a_one_seed_one_epoch_caption_is_singular():
+    from ecasweep import report
+
+    spec = {"name": "x", "layout": "table2", "profile": "quick", "seeds": 1, "baseline": "none",
+            "backbones": ["resnet-8"], "arms": [{"id": "none", "attention": "none", "kwargs": {}}],
+            "data": {"dataset": "synthetic"}, "train": {"epochs": 1}}
+    caption = report.build_table(spec, []).caption
+    assert "1 epoch," in caption and "1 seed planned" in caption
+
+
+def test_status_of_a_search_study_lists_its_trials(work):
+    from test_cli import TINY
+
+    storage = f"sqlite:///{work / 's.db'}"
+    ran = runner.invoke(app, ["run", "search", "--storage", storage, *TINY, "--set", "data.val_split=64",
+                              "--set", "search.n_trials=2", "--no-table"])
+    assert ran.exit_code == 0, ran.output
+    result = runner.invoke(app, ["status", "search", "--storage", storage, "--json"])
+    assert result.exit_code == 0, result.output
+    cells = json.loads(result.stdout)["cells"]
+    assert len(cells) == 2 and {c["cell"] for c in cells} == {"resnet-8/trial-0", "resnet-8/trial-1"}

@@ -265,14 +265,18 @@ def _closest_pair(rows: list[Row], values: Mapping[tuple[str, str], dict[int, fl
             "delta": c.delta, "sd_diff": c.sd_diff, "seeds": stats.seeds_needed(c.delta, c.sd_diff)}
 
 
+def _plural(n: Any, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def _caption(spec: Mapping[str, Any], table: Table) -> str:
     data, train = spec.get("data", {}), spec.get("train", {})
     dataset = str(data.get("dataset", "?")) + (f" (subset {data['subset']})" if data.get("subset") else "")
     metric = {"top1": "top-1 accuracy (%)", "top5": "top-5 accuracy (%)", "loss": "test loss"}[table.metric]
     test = {"t": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}[table.test]
     parts = [f"{table.study}: {metric} on {dataset}, {', '.join(table.backbones) or 'no backbone'}, "
-             f"profile {spec.get('profile', '?')}, {train.get('epochs', '?')} epochs, "
-             f"{table.planned} seeds planned; device(s): {', '.join(table.devices) or 'none recorded'}.",
+             f"profile {spec.get('profile', '?')}, {_plural(train.get('epochs', '?'), 'epoch')}, "
+             f"{_plural(table.planned, 'seed')} planned; device(s): {', '.join(table.devices) or 'none recorded'}.",
              f"mean ± std (ddof 1) over complete seeds; {int(table.confidence * 100)}% t intervals."]
     if table.baseline is not None:
         base = next((r.label for r in table.rows if r.arm == table.baseline), table.baseline)
