@@ -353,6 +353,9 @@ def run(
     checkpoint_dir: Optional[str] = typer.Option(None, help="Per-trial checkpoints \\[default: .ecasweep/checkpoints/STUDY]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the cells, what is done, and the estimated cost."),
     no_table: bool = typer.Option(False, "--no-table", help="Do not print the table at the end."),
+    until_resolved: bool = typer.Option(False, "--until-resolved", help="After the planned seeds, add seeds in rounds to the arms of open claims until every claim has a verdict (docs/claims.md)."),
+    max_seeds: int = typer.Option(64, "--max-seeds", help="With --until-resolved: the most seeds an arm may reach; claims that need more are left open (futility)."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="With --until-resolved: wall time for the whole run, e.g. 45m or 2h; no round starts that is expected to overrun it."),
 ) -> None:
     """Run a study, or resume it: completed cells are kept, failed and interrupted ones run again.
 
@@ -374,13 +377,22 @@ def run(
         mark_local_workers()  # the workers it starts share this host (and may share SQLite)
         if name is not None and not name.strip():
             raise EcasweepError("--name: expected a study name, got an empty one")
-        outcome = runner.run(study, profile=profile, overrides=set_ or [], storage_url=storage, name=name,
-                             devices=devices.split(","), workers=workers, checkpoint_dir=checkpoint_dir,
-                             dry_run=dry_run, console=console)
+        options = dict(profile=profile, overrides=set_ or [], storage_url=storage, name=name,
+                       devices=devices.split(","), workers=workers, checkpoint_dir=checkpoint_dir, console=console)
+        resolution = None
+        if until_resolved and not dry_run:
+            from .rounds import parse_duration, run_until_resolved
+
+            resolution = run_until_resolved(study, max_seeds=max_seeds, budget_s=parse_duration(budget), **options)
+            outcome = resolution.outcome
+        else:
+            outcome = runner.run(study, dry_run=dry_run, **options)
         if outcome is None:  # dry run
             return
         if not no_table:
             _print_table(outcome.study, outcome.spec_dict, outcome.records)
+        if resolution is not None:
+            console.print(resolution.summary, highlight=False)
     if outcome.failed:
         err.print(f"[yellow]{outcome.failed} cell(s) failed[/]; see `ecasweep status {outcome.study.study_name}`; "
                   "run the same command again to retry them")

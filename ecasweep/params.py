@@ -76,7 +76,7 @@ def study_distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
     space: dict[str, BaseDistribution] = {ATTENTION: _categorical(arm.attention for arm in spec.arms)}
     space.update({name: _categorical(values[name]) for name in ARM_ARGS if name in values})
     space[BACKBONE] = _categorical(spec.backbones)
-    space[SEED] = IntDistribution(0, max(spec.seeds - 1, 0))
+    space[SEED] = IntDistribution(0, max([spec.seeds, *spec.extra_seeds.values()]) - 1)  # extra: --until-resolved
     return space
 
 

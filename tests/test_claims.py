@@ -312,3 +312,71 @@ def test_plan_round_adds_seeds_to_open_claims_only_and_stops():
     assert claims.plan_round(open_claims, max_seeds=6).stop == "futility"  # no look left within 6 seeds
     assert claims.plan_round(open_claims[1:], max_seeds=64).stop == "futility"
     assert claims.plan_round([], max_seeds=64).stop == "resolved"
+
+
+# --- run --until-resolved ---------------------------------------------------------------------------------
+
+UNTIL = """
+layout = "table2"
+backbones = ["resnet-8"]
+seeds = 2
+[data]
+dataset = "synthetic"
+synthetic_size = 256
+subset = "none"
+[train]
+epochs = 1
+batch_size = 64
+[[arms]]
+attention = "none"
+[[arms]]
+attention = "se"
+r = 4
+[[arms]]
+attention = "eca"
+k = 3
+[[claims]]
+kind = "equivalence"
+a = "eca(k=3)"
+b = "none"
+margin = 60
+"""
+
+
+@pytest.mark.slow
+def test_until_resolved_adds_seeds_to_open_arms_only_and_stops(tmp_path, monkeypatch):
+    import optuna
+
+    from ecasweep.results import read_records
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "until.toml"
+    path.write_text(UNTIL)
+    url = f"sqlite:///{tmp_path / 'u.db'}"
+    args = ["run", str(path), "--storage", url, "--workers", "1", "--until-resolved", "--max-seeds", "8"]
+    # a budget no round fits in: the planned seeds only, and the reason said
+    first = CliRunner().invoke(app, [*args, "--budget", "1s"])
+    assert first.exit_code == 0, first.output
+    said = " ".join(first.output.split())  # the console wraps lines
+    assert "ended after 0 rounds" in said and "would overrun the budget" in said
+    # resumed without a budget: one round takes the claim's two arms to the first look (6 seeds)
+    second = CliRunner().invoke(app, args)
+    assert second.exit_code == 0, second.output
+    said = " ".join(second.output.split())
+    assert "ended after 1 round " in said and "every claim has a verdict" in said
+    records = read_records(optuna.load_study(study_name="until", storage=url))
+    seeds = {arm: sorted(r.seed for r in records if r.arm == arm and r.complete)
+             for arm in ("none", "se(r=4)", "eca(k=3)")}
+    assert seeds == {"none": list(range(6)), "se(r=4)": [0, 1], "eca(k=3)": list(range(6))}
+    again = CliRunner().invoke(app, ["table", "until", "--storage", url, "--claims", "-f", "json"])
+    assert '"verdict": "supported"' in again.output
+
+
+def test_budget_parsing():
+    from ecasweep.errors import EcasweepError
+    from ecasweep.rounds import parse_duration
+
+    assert parse_duration("2h") == 7200 and parse_duration("1h30m") == 5400 and parse_duration("45s") == 45
+    for bad in ("soon", "", "0m", "-5m"):
+        with pytest.raises(EcasweepError, match="--budget"):
+            parse_duration(bad)

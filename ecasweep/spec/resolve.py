@@ -48,7 +48,7 @@ class _Resolver:
         arms = [] if search else self._arms(backbones, model.get("width"))
         self._check_size(len(arms), backbones, search, model.get("width"))
         return StudySpec(
-            claims=self._claims(arms),
+            claims=self._claims(arms), extra_seeds=self._extra_seeds(arms, backbones),
             name=self._string("name", self.path.stem), description=self._string("description", ""),
             mirrors=self._string("mirrors", ""), layout=layout, profile=profile,
             seeds=self._positive_int("seeds", 1), baseline=self._baseline(arms), backbones=backbones,
@@ -172,6 +172,18 @@ class _Resolver:
             except _Invalid as e:
                 raise self.error(key, e.message) from None
         return [arm for arm, _ in arms]
+
+    def _extra_seeds(self, arms: list[Arm], backbones: list[str]) -> dict[str, int]:
+        value = self.doc.get("extra_seeds", {})
+        cells = [f"{b}/{arm.id}" for b in backbones for arm in arms]
+        if not isinstance(value, dict):
+            raise self.error("extra_seeds", f"expected a table {{\"backbone/arm\" = seeds}}, got {value!r}")
+        for key, seeds in value.items():
+            if key not in cells:
+                raise self.error(f"extra_seeds.{key}", f"no arm on a backbone by that name{_suggest(key, cells)}")
+            if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+                raise self.error(f"extra_seeds.{key}", f"expected an integer >= 1, got {seeds!r}")
+        return dict(value)
 
     def _claims(self, arms: list[Arm]) -> list[ClaimSpec]:
         margin = self.doc.get("margin")

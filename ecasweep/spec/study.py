@@ -49,6 +49,8 @@ class StudySpec:
     overrides: list[str]
     #: the claims the study tests (``[[claims]]``), one per pair of arms; decided by ecasweep.claims
     claims: list[ClaimSpec] = field(default_factory=list)
+    #: "backbone/arm" -> seeds that arm runs there when more than ``seeds`` (rounds of --until-resolved)
+    extra_seeds: dict[str, int] = field(default_factory=dict)
     #: launcher defaults, e.g. {"slurm": {"partition": "gpu"}} from [launcher.slurm]; not part of results
     launcher: dict[str, Any] = field(default_factory=dict)
 
@@ -66,7 +68,7 @@ class StudySpec:
         aliases = self.aliases()
         return [Cell(f"{backbone}/{arm.id}/seed={seed}", arm, backbone, seed)
                 for backbone in self.backbones for arm in self.arms if arm.id not in aliases.get(backbone, {})
-                for seed in range(self.seeds)]
+                for seed in range(max(self.seeds, self.extra_seeds.get(f"{backbone}/{arm.id}", 0)))]
 
     def aliases(self) -> dict[str, dict[str, str]]:
         """Per backbone, each arm that builds the same model as an earlier arm -> that arm: the same

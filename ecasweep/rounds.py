@@ -1,0 +1,109 @@
+"""``ecasweep run STUDY --until-resolved``: seeds added in rounds to the arms of open claims.
+
+After the planned seeds, each round takes the study's claims (``report.build_claims``), asks
+``claims.plan_round`` which arms need seeds up to the next look, and runs those cells as ordinary
+cells of the same study (the spec's ``extra_seeds``, stored with the study so that every worker
+and a resumed run see them). It stops when every claim is decided ("resolved"), when the open ones
+cannot be decided within ``max_seeds`` at the observed spread ("futility"), or when the next round
+is expected to overrun the budget ("budget"; ``estimate.estimate_seconds``). The sequential design
+of ``ecasweep.claims`` keeps the family-wise error at alpha however many rounds run.
+
+Example:
+    >>> parse_duration("45m"), parse_duration("1h30m"), parse_duration("90")
+    (2700.0, 5400.0, 90.0)
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from . import runner
+from .claims import LOOKS, plan_round
+from .errors import EcasweepError
+from .estimate import estimate_seconds
+from .report.claims import build_claims
+from .spec import load_study
+from .spec_attrs import write_spec
+from .sweep import plan_slots
+
+REASONS = {
+    "resolved": "every claim has a verdict",
+    "futility": "the open claims cannot be decided within {max_seeds} seeds at the observed spread",
+    "budget": "the next round ({next_min:.1f} min) would overrun the budget ({left_min:.1f} min left)",
+}
+
+
+@dataclass
+class Resolution:
+    """How ``run_until_resolved`` ended: the last run's outcome, why it stopped, after how many rounds."""
+
+    outcome: Any  # runner.RunOutcome
+    reason: str
+    rounds: int
+    seconds: float
+    summary: str
+
+
+def parse_duration(text: str | None) -> float | None:
+    """``"45m"``, ``"2h"``, ``"1h30m"``, ``"90s"`` or plain seconds -> seconds; None stays None."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", str(text))
+    if not match or not any(match.groups()) or str(text).strip() == "":
+        raise EcasweepError(f"--budget: expected a duration like 45m, 2h, 1h30m or 90s, got {text!r}")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise EcasweepError(f"--budget: expected a duration > 0, got {text!r}")
+    return total
+
+
+def _extra_override(extra: dict[str, int]) -> str:
+    return "extra_seeds={" + ", ".join(f'"{key}" = {n}' for key, n in sorted(extra.items())) + "}"
+
+
+def run_until_resolved(study_name: str, profile: str = "quick", overrides: Sequence[str] = (),
+                       max_seeds: int = LOOKS[-1], budget_s: float | None = None, devices: Sequence[str] = ("auto",),
+                       workers: int = 1, **run_options: Any) -> Resolution:
+    """Run ``study_name`` as ``runner.run`` does, then add rounds of seeds until its claims resolve."""
+    if max_seeds < 2:
+        raise EcasweepError(f"--max-seeds: expected an integer >= 2, got {max_seeds}")
+    start = time.monotonic()
+    options = dict(profile=profile, devices=devices, workers=workers, **run_options)
+    outcome = runner.run(study_name, overrides=overrides, **options)
+    stored = outcome.spec_dict.get("extra_seeds") or {}
+    extra: dict[str, int] = dict(stored)
+    rounds, reason, detail = 0, "", {}
+    while True:
+        table = build_claims(outcome.spec_dict, outcome.records)
+        plan = plan_round([(r.backbone, r.a, r.b, r.n, r.seeds_needed) for r in table.rows if r.verdict == "open"],
+                          max_seeds)
+        if plan.stop:
+            reason = plan.stop
+            break
+        aliases = outcome.spec_dict.get("aliases") or {}
+        for (backbone, arm), n in plan.targets.items():
+            key = f"{backbone}/{aliases.get(backbone, {}).get(arm, arm)}"  # an alias's cells are its arm's
+            extra[key] = max(extra.get(key, 0), n)
+        round_overrides = [*overrides, _extra_override(extra)]
+        spec = load_study(study_name, profile, round_overrides)
+        done = {r.cell for r in outcome.records if r.complete}
+        new = [cell for cell in spec.cells() if cell.key not in done]
+        if not new:  # the targets are reached but the claims stay open: nothing more to learn here
+            reason = "futility"
+            break
+        seconds, _ = estimate_seconds(spec, new, outcome.records, plan_slots(devices, workers))
+        left = None if budget_s is None else budget_s - (time.monotonic() - start)
+        if left is not None and seconds > left:
+            reason, detail = "budget", {"next_min": seconds / 60, "left_min": max(0.0, left) / 60}
+            break
+        write_spec(outcome.study, {**outcome.spec_dict, "extra_seeds": spec.extra_seeds})  # workers see them
+        outcome = runner.run(study_name, overrides=round_overrides, **options)
+        rounds += 1
+    elapsed = time.monotonic() - start
+    summary = (f"--until-resolved ended after {rounds} round{'s' if rounds != 1 else ''} "
+               f"({elapsed / 60:.1f} min): {REASONS[reason].format(max_seeds=max_seeds, **detail)}.")
+    return Resolution(outcome, reason, rounds, elapsed, summary)
