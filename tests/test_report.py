@@ -207,9 +207,12 @@ def test_other_layouts_render(table_and_records):
     _, records, _ = table_and_records
     figure4 = report.build_table(SPEC, records, layout="figure4")
     text = _rich_text(report.render(figure4, "rich"))
-    assert "ECA (k=5)" in text and "k 3/3/5" in text and "95% CI" in text  # the CI before the bars
+    assert "ECA (k=5)" in text and "k 3/3/5" in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    wider = _rich_text(report.render(figure4, "rich"), width=100)  # the CI goes after the bars and paper
+    assert "95% CI" in wider and all(len(line) <= 100 for line in wider.splitlines())
     row = _row(figure4, "resnet-20", "eca-k5")
-    assert f"[{row.ci_low:.2f}, {row.ci_high:.2f}]" in text
+    assert f"[{row.ci_low:.2f}, {row.ci_high:.2f}]" in wider
     assert "█" in _rich_text(report.render(figure4, "rich"), width=260)
     grid_spec = {**SPEC, "layout": "gamma-beta", "backbones": ["resnet-20"], "baseline": None, "arms": [
         {"id": f"g{g}b{b}", "attention": "eca", "kwargs": {"k": "adaptive", "gamma": g, "beta": b}}

@@ -225,8 +225,8 @@ def _bar(value: float | None, low: float, high: float, width: int = 12) -> str:
 def _rich_figure4(table: Table, width: int) -> list[Any]:
     """Rows = kernel sizes (then the reference arms), one column group per backbone with a bar.
     Backbones that do not fit side by side at ``width`` go to tables of their own; the secondary
-    columns (the bars, then the CI) are left out where they would push an arm's label onto a second
-    line."""
+    columns (the bars, then the paper's figure, then the CI) are left out where they would push an
+    arm's label onto a second line."""
     from rich.console import Console
     from rich.text import Text
 
@@ -239,8 +239,8 @@ def _rich_figure4(table: Table, width: int) -> list[Any]:
     with_bars = False
     for start in range(0, len(table.backbones), per_table):
         backbones = table.backbones[start:start + per_table]
-        for optional in (("ci", "bar"), ("ci",), ()):  # one line per arm comes first
-            rich = _figure4_group(table, backbones, order, ecas, width, group_width, optional)
+        for optional in (("ci", "paper", "bar"), ("ci", "paper"), ("ci",), ()):  # one line per arm first
+            rich = _figure4_group(table, backbones, order, ecas, optional)
             if not optional or Console(width=10 * width).measure(rich).maximum <= width:
                 break
         with_bars = with_bars or "bar" in optional
@@ -251,10 +251,10 @@ def _rich_figure4(table: Table, width: int) -> list[Any]:
     return out
 
 
-def _figure4_group(table: Table, backbones: list[str], order: list[str], ecas: list[str], width: int,
-                   group_width: int, optional: tuple[str, ...]) -> Any:
+def _figure4_group(table: Table, backbones: list[str], order: list[str], ecas: list[str],
+                   optional: tuple[str, ...]) -> Any:
     """One Figure-4 table: the arms in ``order``, a column group for each of ``backbones``, with
-    the ``optional`` columns of ``"ci"`` and ``"bar"``."""
+    the ``optional`` columns of ``"ci"``, ``"bar"`` and ``"paper"``."""
     from rich import box
     from rich.table import Table as RichTable
 
@@ -274,10 +274,10 @@ def _figure4_group(table: Table, backbones: list[str], order: list[str], ecas: l
         if table.baseline is not None:
             rich.add_column("Δ", justify="right", no_wrap=True)
             rich.add_column("p", justify="right", no_wrap=True)
-    paper = width >= 26 + group_width * len(backbones) + 16
+    paper = "paper" in optional
     if paper:
         rich.add_column("paper R-50", justify="right")
-    per_backbone = 2 + len(optional) + (2 if table.baseline is not None else 0)
+    per_backbone = 2 + len(set(optional) - {"paper"}) + (2 if table.baseline is not None else 0)
     for arm in order:
         rows = [by.get((b, arm)) for b in backbones]
         first = next(r for r in (by.get((b, arm)) for b in table.backbones) if r is not None)
