@@ -393,6 +393,13 @@ def run(
             _print_table(outcome.study, outcome.spec_dict, outcome.records)
         if resolution is not None:
             console.print(resolution.summary, highlight=False)
+        elif not no_table:
+            from .rounds import next_step
+
+            where = [*(["--storage", storage] if storage else []), *(["--name", name] if name else [])]
+            line = next_step(study, outcome, profile, set_ or [], devices.split(","), workers, options=where)
+            if line:
+                console.print(line, highlight=False, soft_wrap=True)
     if outcome.failed:
         err.print(f"[yellow]{outcome.failed} cell(s) failed[/]; see `ecasweep status {outcome.study.study_name}`; "
                   "run the same command again to retry them")

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -107,3 +108,34 @@ def run_until_resolved(study_name: str, profile: str = "quick", overrides: Seque
     summary = (f"--until-resolved ended after {rounds} round{'s' if rounds != 1 else ''} "
                f"({elapsed / 60:.1f} min): {REASONS[reason].format(max_seeds=max_seeds, **detail)}.")
     return Resolution(outcome, reason, rounds, elapsed, summary)
+
+
+def next_step(study_name: str, outcome: Any, profile: str = "quick", overrides: Sequence[str] = (),
+              devices: Sequence[str] = ("auto",), workers: int = 1, max_seeds: int = LOOKS[-1],
+              options: Sequence[str] = ()) -> str | None:
+    """The line a plain ``run`` ends with while claims are open: the ``--until-resolved`` command and
+    the time it would take if every open claim needed the seeds its observed spread projects
+    (``options``: further words of the command, e.g. ``--storage URL``)."""
+    table = build_claims(outcome.spec_dict, outcome.records)
+    open_rows = [r for r in table.rows if r.verdict == "open"]
+    if not open_rows:
+        return None
+    aliases = outcome.spec_dict.get("aliases") or {}
+    extra = dict(outcome.spec_dict.get("extra_seeds") or {})
+    reachable = [r for r in open_rows if r.seeds_needed is not None and r.seeds_needed <= max_seeds]
+    for r in reachable:
+        for arm in (r.a, r.b):
+            key = f"{r.backbone}/{aliases.get(r.backbone, {}).get(arm, arm)}"
+            extra[key] = max(extra.get(key, 0), r.seeds_needed)
+    words = ["ecasweep", "run", study_name, "--until-resolved", *(["--profile", profile] if profile != "quick" else []),
+             *[w for o in overrides for w in ("--set", o)], *options]
+    command = " ".join(shlex.quote(w) for w in words)
+    if not reachable:
+        return (f"{len(open_rows)} claim(s) open, none decidable within {max_seeds} seeds at the observed spread; "
+                f"more seeds would not settle them ({command} would stop at once).")
+    spec = load_study(study_name, profile, [*overrides, _extra_override(extra)])
+    done = {r.cell for r in outcome.records if r.complete}
+    cells = [c for c in spec.cells() if c.key not in done]
+    seconds, _ = estimate_seconds(spec, cells, outcome.records, plan_slots(devices, workers))
+    return (f"{len(open_rows)} claim(s) open ({len(reachable)} decidable within {max_seeds} seeds at the observed "
+            f"spread): {command} (about {seconds / 60:.0f} min for {len(cells)} more cells).")

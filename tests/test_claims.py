@@ -354,8 +354,13 @@ def test_until_resolved_adds_seeds_to_open_arms_only_and_stops(tmp_path, monkeyp
     path.write_text(UNTIL)
     url = f"sqlite:///{tmp_path / 'u.db'}"
     args = ["run", str(path), "--storage", url, "--workers", "1", "--until-resolved", "--max-seeds", "8"]
-    # a budget no round fits in: the planned seeds only, and the reason said
-    first = CliRunner().invoke(app, [*args, "--budget", "1s"])
+    # a plain run ends naming the command that would settle the open claim
+    plain = CliRunner().invoke(app, args[:6])
+    assert plain.exit_code == 0, plain.output
+    said = " ".join(plain.output.split())
+    assert "1 claim(s) open" in said and f"ecasweep run {path} --until-resolved --storage {url}" in said
+    # a budget no round fits in: no seeds added, and the reason said
+    first = CliRunner().invoke(app, [*args, "--budget", "0.01s"])
     assert first.exit_code == 0, first.output
     said = " ".join(first.output.split())  # the console wraps lines
     assert "ended after 0 rounds" in said and "would overrun the budget" in said
