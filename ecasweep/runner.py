@@ -124,7 +124,8 @@ class StudyProgress:
     def __enter__(self) -> "StudyProgress":
         if self.console is None:
             return self
-        self._expected = _expected_seconds(self.study, self.spec, self.n_workers)
+        # The probe costs a few seconds; only a terminal shows the ETA while the run lasts.
+        self._expected = _expected_seconds(self.study, self.spec, self.n_workers, probe=self.console.is_terminal)
         # Short descriptions and one status column: the bars line up and long cell ids come last.
         self.progress = Progress(TextColumn("{task.description}"), _TimeBar(bar_width=20), _Status(),
                                  console=self.console)
@@ -218,9 +219,10 @@ def _age(trial: optuna.trial.FrozenTrial) -> float:
     return max(0.0, time.time() - _started(trial))
 
 
-def _expected_seconds(study: optuna.Study, spec: StudySpec, n_workers: int) -> dict[tuple[str, str], float]:
-    """Seconds per trial of each (backbone, arm): the finished trials' median, else the dry run's probe
-    of one arm per backbone that has no finished trial (a few training steps)."""
+def _expected_seconds(study: optuna.Study, spec: StudySpec, n_workers: int,
+                      probe: bool = True) -> dict[tuple[str, str], float]:
+    """Seconds per trial of each (backbone, arm): the finished trials' median, else (with ``probe``)
+    the dry run's probe of one arm per backbone that has no finished trial (a few training steps)."""
     from .estimate import pair_seconds
     from .sweep import Slot
 
@@ -229,7 +231,7 @@ def _expected_seconds(study: optuna.Study, spec: StudySpec, n_workers: int) -> d
     records = read_records(study)
     done = {(r.backbone, r.arm) for r in records if r.complete}
     unprobed = {}
-    for cell in spec.cells():
+    for cell in spec.cells() if probe else ():
         if cell.backbone not in {b for b, _ in done} and cell.backbone not in unprobed:
             unprobed[cell.backbone] = cell
     threads = max(1, cpu_count() // n_workers)

@@ -22,7 +22,7 @@ def test_running_trials_of_other_processes_are_shown_with_an_eta_from_the_start(
     trial = claim(study)  # RUNNING, as a worker process leaves it in the storage while it trains
     trial.set_user_attr("worker", "elsewhere:4242")
     trial.set_user_attr("epoch", 1)
-    console = Console(record=True, width=120, color_system=None)
+    console = Console(record=True, width=120, color_system=None, force_terminal=True)  # a terminal: probed ETA
     with StudyProgress(study, spec, console, n_workers=2) as progress:
         study_line = progress.progress.tasks[0]
         assert study_line.fields["info"].startswith("running 1 ")  # not "running 0"
