@@ -1,7 +1,8 @@
 """The ``ecasweep`` command line: a thin Typer layer over the library.
 
 Each command parses its options, calls the library, and formats. Errors a user can cause end in one
-line on stderr and exit code 2; exit code 1 means trial failures remain, 130 an interruption.
+line on stderr and exit code 2; exit code 1 means trial failures remain, 130 an interruption
+(Ctrl-C), 143 a SIGTERM.
 
     ecasweep run kernel-size                       # the paper's Figure 4 ablation, quick profile
     ecasweep table kernel-size --format latex      # its table, for a paper
@@ -32,7 +33,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="
 console = Console()
 err = Console(stderr=True)
 
-EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILURES, EXIT_USAGE = 1, 2
 
 ProfileOpt = typer.Option("quick", "--profile", "-p", help="Scale: quick (CPU, minutes), cifar (GPU), imagenet.")
 SetOpt = typer.Option(None, "--set", "-s", help="Override a field, e.g. --set train.epochs=5 (TOML value).")
@@ -56,8 +57,10 @@ def _app(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 
 @contextlib.contextmanager
-def _user_errors(interrupted: str | None = None) -> Iterator[None]:
-    """One line and exit code 2 for errors the user can fix; 130 for Ctrl-C.
+def _user_errors(quiet_interrupt: bool = False, interrupted: str | None = None) -> Iterator[None]:
+    """One line and exit code 2 for errors the user can fix; 130 for Ctrl-C, 143 for SIGTERM
+    (``signals``), with one line unless ``quiet_interrupt`` (workers started by ``run``, whose
+    parent says it once).
 
     A storage that fails mid-command (the server went away, the disk is full) is one of those too.
     """
@@ -77,11 +80,13 @@ def _user_errors(interrupted: str | None = None) -> Iterator[None]:
             raise
         err.print(f"[bold red]error:[/] {escape(failure)}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
-    except KeyboardInterrupt:
-        # ``interrupted``: the line of a command without trials in a storage (train)
-        err.print(interrupted or "[yellow]interrupted[/]: running trials were marked 'interrupted'; "
-                  "run the same command to resume")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except KeyboardInterrupt as exc:
+        from .signals import exit_code
+
+        if not quiet_interrupt:  # ``interrupted``: the line of a command without trials in a storage
+            err.print(interrupted or "[yellow]interrupted[/]: running trials were marked 'interrupted'; "
+                      "run the same command to resume")
+        raise typer.Exit(exit_code(exc)) from None
 
 
 def _quiet_libraries() -> None:
@@ -369,11 +374,11 @@ def run(
     Not offered: timm's sk, splat, lambda, halo, bottleneck (they replace the block's convolution
     instead of re-weighting its output after the block's last BatchNorm).
     """
-    from . import runner
-    from .launch.shared import mark_local_workers
-
-    _quiet_libraries()
     with _user_errors():
+        from . import runner
+        from .launch.shared import mark_local_workers
+
+        _quiet_libraries()
         mark_local_workers()  # the workers it starts share this host (and may share SQLite)
         if name is not None and not name.strip():
             raise EcasweepError("--name: expected a study name, got an empty one")
@@ -420,12 +425,12 @@ def worker(
     The recipe comes from the study in the storage, so every worker runs the same one.
     Example: [bold]ecasweep worker kernel-size --storage postgresql://me@db/sweeps --device cuda:0[/]
     """
-    from . import runner
-    from .launch.shared import check_worker_storage
-    from .storage import default_storage_url
+    with _user_errors(quiet_interrupt=quiet):
+        from . import runner
+        from .launch.shared import check_worker_storage
+        from .storage import default_storage_url
 
-    _quiet_libraries()
-    with _user_errors():
+        _quiet_libraries()
         check_worker_storage(storage or default_storage_url())
         counts = runner.join(study, storage_url=storage, device=device, threads=threads,
                              checkpoint_dir=checkpoint_dir, console=None if quiet else console)

@@ -7,7 +7,6 @@ study without touching it.
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 import time
 from dataclasses import dataclass
@@ -24,8 +23,8 @@ from .devices import cpu_count
 from .results import SPEC_ATTR, TrialRecord, read_records
 from .spec import Arm, Cell, StudySpec, load_study
 from .storage import default_storage_url, load_study as load_stored, normalize_url, open_storage, sqlite_path
-from .sweep import (INTERRUPTED, CellStatus, cell_statuses, default_checkpoint_dir, ensure_cells, open_study, plan_slots,
-                    run_workers, stored_spec, work)
+from .sweep import (INTERRUPTED, CellStatus, cell_statuses, default_checkpoint_dir, ensure_cells, extended,
+                    open_study, plan_slots, run_workers, stored_spec, work)
 
 
 @dataclass
@@ -49,9 +48,7 @@ def run(study_name: str, profile: str = "quick", overrides: Sequence[str] = (), 
         _print_plan(_existing_study(spec, url, name), spec, slots, console or Console())
         return None
     study = open_study(spec, open_storage(url), name, url)
-    stored = stored_spec(study)
-    if stored.seeds > spec.seeds:  # fewer seeds than planned does not shrink a study
-        spec = dataclasses.replace(spec, seeds=stored.seeds)
+    spec = extended(spec, stored_spec(study))  # fewer seeds than planned do not shrink a study
     ensure_cells(study, spec, retry_failed=True)
     ckpt = checkpoint_dir or default_checkpoint_dir(study.study_name)
     with StudyProgress(study, spec, console, len(slots)) as progress:

@@ -121,20 +121,27 @@ def open_storage(url: str | None = None, *, create: bool = True) -> BaseStorage:
 
 def _rdb_storage(url: str, engine_kwargs: dict) -> RDBStorage:
     """Optuna's RDBStorage; tried again when another process was creating the same database's
-    tables at the same moment (a duplicate-key error on Optuna's schema version row)."""
-    from sqlalchemy.exc import IntegrityError
-
+    tables at the same moment (a duplicate-key error on Optuna's schema version row, or "table ...
+    already exists" when both saw an empty database)."""
     interval = heartbeat_interval()
     for attempt in range(5):
         try:
             return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=interval,
                               grace_period=GRACE_FACTOR * interval)
         except Exception as exc:
-            chain = (exc, exc.__cause__, exc.__context__)
-            if attempt == 4 or not any(isinstance(e, IntegrityError) for e in chain):
+            if attempt == 4 or not _creating_concurrently(exc):
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _creating_concurrently(exc: BaseException) -> bool:
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for e in (exc, exc.__cause__, exc.__context__):
+        if isinstance(e, IntegrityError) or (isinstance(e, OperationalError) and "already exists" in str(e)):
+            return True
+    return False
 
 
 def _serialise_sqlite(engine) -> None:

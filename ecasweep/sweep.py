@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -117,9 +118,30 @@ def open_study(spec: StudySpec, storage: BaseStorage, name: str | None = None, u
         where = f" in {mask_url(url)}" if url else ""
         raise SpecError(f"study {name!r}{where} was run with another recipe ({differences}); "
                         f"resume with the same settings, or start a new study with --name")
-    if spec.seeds > int(stored.get("seeds", 0)):
-        write_spec(study, spec.to_dict())
+    # Seeds only grow; what does not change results (claims, margins, descriptions) follows the
+    # study file, so that `table` shows the claims as they now read.
+    merged = extended(spec, StudySpec.from_dict(stored))
+    if _canonical(merged.to_dict()) != _canonical(stored):
+        write_spec(study, merged.to_dict())
     return study
+
+
+def extended(spec: StudySpec, stored: StudySpec) -> StudySpec:
+    """``spec`` with the seeds of ``stored`` where it had more: a plan never shrinks a study.
+
+    >>> from ecasweep.spec import load_study
+    >>> small, big = load_study("table2", overrides=["seeds=1"]), load_study("table2", overrides=["seeds=3"])
+    >>> extended(small, big).seeds
+    3
+    """
+    extra = dict(stored.extra_seeds)
+    for key, n in spec.extra_seeds.items():
+        extra[key] = max(n, extra.get(key, 0))
+    return dataclasses.replace(spec, seeds=max(spec.seeds, stored.seeds), extra_seeds=extra)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def stored_spec(study: optuna.Study) -> StudySpec:

@@ -287,8 +287,6 @@ def _caption(spec: Mapping[str, Any], table: Table) -> str:
                  f"({'lowest' if table.lower_is_better else 'highest'} mean).")
     if any(r.untested for r in table.rows):
         parts.append("Untested: too few seeds (or none shared with the best) for a test; neither tied nor worse.")
-    if any(r.untested for r in table.rows):
-        parts.append("Untested: too few seeds (or none shared with the best) for a test; neither tied nor worse.")
     for backbone, aliases in (spec.get("aliases") or {}).items():
         labels = {r.arm: r.label for r in table.rows if r.backbone == backbone}
         for alias, arm in aliases.items():
