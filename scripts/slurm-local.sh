@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A one-node SLURM cluster on this machine, to try `ecasweep run --launcher slurm` (and to test it
+# A one-node SLURM cluster on this machine, to try `ecasweep submit` (and to test it
 # in CI). Needs root and Debian/Ubuntu. Idempotent: run it again and it only checks the cluster is
 # up. Installs slurm-wlm and munge with apt-get if they are missing, writes /etc/slurm/slurm.conf
 # (one node named after this host, one partition "local", every core and 90% of the memory), starts
