@@ -220,17 +220,22 @@ def claim(study: optuna.Study) -> optuna.trial.Trial | None:
                 continue
         except UpdateFinishedTrialError:
             continue
-        if faults.armed("claimed"):
-            faults.kill()
-        cell = frozen.user_attrs.get("cell")
-        rivals = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE))
-                  if t.user_attrs.get("cell") == cell and t.number != frozen.number
-                  and DUPLICATE_OF not in t.user_attrs]
-        if rivals:
-            storage.set_trial_user_attr(frozen._trial_id, DUPLICATE_OF, min(rivals))
-            storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
-            continue
-        return optuna.trial.Trial(study, frozen._trial_id)
+        trial = optuna.trial.Trial(study, frozen._trial_id)
+        try:
+            if faults.armed("claimed"):
+                faults.kill()
+            cell = frozen.user_attrs.get("cell")
+            rivals = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE))
+                      if t.user_attrs.get("cell") == cell and t.number != frozen.number
+                      and DUPLICATE_OF not in t.user_attrs]
+            if rivals:
+                storage.set_trial_user_attr(frozen._trial_id, DUPLICATE_OF, min(rivals))
+                storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+                continue
+        except KeyboardInterrupt:  # a stop right after the claim: resumable at once, not stale later
+            _finish_failed(study, trial, INTERRUPTED)
+            raise
+        return trial
     return None
 
 
@@ -312,8 +317,8 @@ def _record_result(study: optuna.Study, trial: optuna.trial.Trial, result: Trial
 def _finish_failed(study: optuna.Study, trial: optuna.trial.Trial, reason: str) -> None:
     try:
         trial.set_user_attr(FAIL_REASON, reason[:500])
-        study.tell(trial, state=TrialState.FAIL)
-    except UpdateFinishedTrialError:  # already marked stale by another worker: FAIL either way
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    except UpdateFinishedTrialError:  # finished meanwhile (stored, or marked stale by another worker)
         pass
 
 
@@ -326,6 +331,16 @@ def run_claimed(study: optuna.Study, trial: optuna.trial.Trial, config, objectiv
     (``EcasweepError``: missing data, a bad value), which would fail every other cell alike.
     """
     emit = on_event or (lambda *_: None)
+    try:
+        return _run_and_record(study, trial, config, objective, prune, emit)
+    except KeyboardInterrupt:  # at any step, storing the result included: the next run resumes it
+        _finish_failed(study, trial, INTERRUPTED)
+        emit("end", {"number": trial.number, "state": "FAIL", "reason": INTERRUPTED})
+        raise
+
+
+def _run_and_record(study: optuna.Study, trial: optuna.trial.Trial, config, objective: str, prune: bool,
+                    emit: Event) -> str:
     runtime = config.runtime
     # Checkpoints outlive training until the result is stored (cleared below).
     config = dataclasses.replace(config, runtime=dataclasses.replace(runtime, keep_checkpoints=True))
@@ -344,10 +359,6 @@ def run_claimed(study: optuna.Study, trial: optuna.trial.Trial, config, objectiv
     with _Heartbeat(study._storage, trial._trial_id):
         try:
             result = run_trial(config, on_epoch=on_epoch)
-        except KeyboardInterrupt:
-            _finish_failed(study, trial, INTERRUPTED)
-            emit("end", {"number": trial.number, "state": "FAIL", "reason": INTERRUPTED})
-            raise
         except EcasweepError as exc:  # a user error (missing data, bad value): every cell would fail alike
             _finish_failed(study, trial, f"{type(exc).__name__}: {exc}")
             raise
@@ -395,10 +406,14 @@ def work(study: optuna.Study, spec: StudySpec, runtime: RuntimeConfig, wait: boo
             _clear_done_checkpoints(study, spec, runtime)
             return counts
         report.reset()
-        cell = by_key.get(trial.user_attrs.get("cell"))
-        if cell is None:  # a cell of a larger plan (more seeds) enqueued by another run
-            cell = _cell_from_attrs(spec, trial.user_attrs)
-        state = run_claimed(study, trial, spec.trial_config(cell, runtime), on_event=on_event)
+        try:
+            cell = by_key.get(trial.user_attrs.get("cell"))
+            if cell is None:  # a cell of a larger plan (more seeds) enqueued by another run
+                cell = _cell_from_attrs(spec, trial.user_attrs)
+            state = run_claimed(study, trial, spec.trial_config(cell, runtime), on_event=on_event)
+        except KeyboardInterrupt:  # a claimed trial is never left RUNNING by a stop
+            _finish_failed(study, trial, INTERRUPTED)
+            raise
         counts[state] += 1
 
 

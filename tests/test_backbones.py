@@ -234,7 +234,7 @@ def test_attention_argument_errors_propagate():
     with pytest.raises(ValueError, match="official"):
         build_model("resnet-20", "eca", k="official")
     with pytest.raises(ValueError, match="unknown attention"):
-        build_model("resnet-20", "cbam")
+        build_model("resnet-20", "sk")  # timm's selective kernel: out of scope (it replaces the conv)
 
 
 # --- summary ---------------------------------------------------------------------------------------
