@@ -10,6 +10,7 @@ import torch
 
 from .backbones import build_model
 from .data import load_dataset
+from .devices import cpu_count
 from .results import TrialRecord
 from .spec import Cell, StudySpec
 from .train import make_optimizer
@@ -25,7 +26,19 @@ def estimate_seconds(spec: StudySpec, cells: Sequence[Cell], records: Sequence[T
     """
     per_pair, how = pair_seconds(spec, cells, records, slots)
     total = sum(per_pair[(c.backbone, c.arm.id)] for c in cells)
-    return total / max(1, len(slots)), how
+    return total / parallelism(slots), how
+
+
+def parallelism(slots) -> int:
+    """How many of ``slots`` make progress at once: every accelerator worker, and CPU workers up to
+    the number of cores (more CPU workers than cores share them and finish no sooner).
+
+    >>> from ecasweep.sweep import Slot
+    >>> parallelism([Slot("cpu", 1)] * 64) <= cpu_count()
+    True
+    """
+    on_cpu = sum(1 for s in slots if getattr(s, "device", "cpu") == "cpu")
+    return max(1, min(on_cpu, cpu_count()) + len(slots) - on_cpu)
 
 
 def pair_seconds(spec: StudySpec, cells: Sequence[Cell], records: Sequence[TrialRecord],

@@ -171,3 +171,23 @@ def test_two_workers_on_one_sqlite_file_run_every_cell_once(tmp_path):
 def test_two_workers_on_postgresql_run_every_cell_once(tmp_path, postgres_url, unique_name):
     _two_workers(tmp_path, postgres_url, unique_name)
     optuna.delete_study(study_name=unique_name, storage=postgres_url)
+
+
+def test_the_dry_run_estimate_does_not_shrink_past_the_cores(monkeypatch):
+    """More CPU workers than cores share the cores: 64 workers on 2 cores are no faster than 2."""
+    from ecasweep import estimate
+    from ecasweep.results import TrialRecord
+    from ecasweep.spec import load_study
+    from ecasweep.sweep import Slot
+
+    monkeypatch.setattr(estimate, "cpu_count", lambda: 2)
+    spec = load_study("kernel-size")
+    cells = spec.cells()
+    records = [TrialRecord(i, "COMPLETE", c.key, c.arm.id, c.backbone, c.seed, {}, 85.0, {"wall_seconds": 60.0})
+               for i, c in enumerate(cells)]
+    two, _ = estimate.estimate_seconds(spec, cells, records, [Slot("cpu", 1)] * 2)
+    many, _ = estimate.estimate_seconds(spec, cells, records, [Slot("cpu", 1)] * 64)
+    one, _ = estimate.estimate_seconds(spec, cells, records, [Slot("cpu", 2)])
+    assert two == many == len(cells) * 60.0 / 2 and one == len(cells) * 60.0
+    gpus, _ = estimate.estimate_seconds(spec, cells, records, [Slot("cuda:0", 1), Slot("cuda:1", 1), Slot("cpu", 2)])
+    assert gpus == len(cells) * 60.0 / 3
