@@ -35,6 +35,7 @@ err = Console(stderr=True)
 
 EXIT_FAILURES, EXIT_USAGE = 1, 2
 
+StudyArg = typer.Argument(..., help="Study name (see `ecasweep list`) or path to a .toml file.")
 ProfileOpt = typer.Option("quick", "--profile", "-p", help="Scale: quick (CPU, minutes), cifar (GPU), imagenet.")
 SetOpt = typer.Option(None, "--set", "-s", help="Override a field, e.g. --set train.epochs=5 (TOML value).")
 StorageOpt = typer.Option(None, "--storage", envvar="ECASWEEP_STORAGE",
@@ -347,7 +348,7 @@ def _print_cell_command(spec, key: str) -> None:
 
 @app.command()
 def run(
-    study: str = typer.Argument(..., help="Study name (see `ecasweep list`) or path to a .toml file."),
+    study: str = StudyArg,
     profile: str = ProfileOpt,
     set_: Optional[list[str]] = SetOpt,
     storage: Optional[str] = StorageOpt,
@@ -443,7 +444,7 @@ _SLURM = "SLURM (defaults: a \\[launcher.slurm] table in the study or profile fi
 
 @app.command()
 def submit(
-    study: str = typer.Argument(..., help="Study name (see `ecasweep list`) or path to a .toml file."),
+    study: str = StudyArg,
     profile: str = ProfileOpt,
     set_: Optional[list[str]] = SetOpt,
     storage: Optional[str] = StorageOpt,
