@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..errors import EcasweepError, SpecError, StorageError
+from ..errors import EcasweepError, SpecError
 from ..storage import mask_url, normalize_url
 from .shared import check_cluster_storage
 
