@@ -3,7 +3,8 @@
 Enqueueing reads which cells need a trial and then adds one for each; two processes doing it at once
 would both add a trial for the same cell. The claim step already stands down on such duplicates,
 but they would stay in the study as FAIL trials that Optuna's tools and the dashboard show as
-failures. ``study_lock`` serialises the step:
+failures. ``study_lock`` serialises the step, and also the writing and reading of the study's
+spec (several attributes, ``spec_attrs``), so that no process reads half of one:
 
 - PostgreSQL: a session advisory lock (``pg_advisory_lock``) keyed by the study's id;
 - MySQL: a named lock (``GET_LOCK``);
@@ -13,8 +14,6 @@ failures. ``study_lock`` serialises the step:
 
 Example:
     >>> import optuna
-
-from .storage import rdb_engine
     >>> study = optuna.create_study()
     >>> with study_lock(study):
     ...     pass

@@ -27,7 +27,6 @@ from .errors import EcasweepError
 from .estimate import estimate_seconds
 from .report.claims import build_claims
 from .spec import load_study
-from .spec_attrs import write_spec
 from .sweep import plan_slots
 
 REASONS = {
@@ -101,8 +100,8 @@ def run_until_resolved(study_name: str, profile: str = "quick", overrides: Seque
         if left is not None and seconds > left:
             reason, detail = "budget", {"next_min": seconds / 60, "left_min": max(0.0, left) / 60}
             break
-        write_spec(outcome.study, {**outcome.spec_dict, "extra_seeds": spec.extra_seeds})  # workers see them
-        outcome = runner.run(study_name, overrides=round_overrides, **options)
+        outcome = runner.run(  # its open_study stores the added seeds, so workers see them
+            study_name, overrides=round_overrides, **options)
         rounds += 1
     elapsed = time.monotonic() - start
     summary = (f"--until-resolved ended after {rounds} round{'s' if rounds != 1 else ''} "

@@ -10,6 +10,12 @@ Once a stop has begun, further SIGINT/SIGTERM are ignored, so that a second Ctrl
 group's SIGINT arriving together with the one ``run`` forwards to its workers) cannot cut short the
 bookkeeping that makes the stop resumable.
 
+Python runs a signal handler between any two bytecodes, also inside a finaliser or a weakref
+callback (the import system runs those while torch loads); an exception raised there cannot
+propagate and is "ignored" with a traceback on stderr. ``install`` therefore also routes such an
+ignored interruption back: the signal is raised again once the callback has returned, to be handled
+where it can stop the program.
+
 Example:
     >>> exit_code(KeyboardInterrupt())
     130
@@ -20,7 +26,9 @@ Example:
 from __future__ import annotations
 
 import signal
+import sys
 import threading
+import time
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM
@@ -41,12 +49,30 @@ def _handle(signum: int, frame: object) -> None:
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
+def _unraisable(args) -> None:
+    """An interruption raised where it could not propagate is delivered again (module docstring)."""
+    global _stopping
+    if isinstance(args.exc_value, KeyboardInterrupt) and _stopping is not None:
+        signum, _stopping = _stopping, None
+        # From another thread, a moment later, so that the handler runs once this hook and the
+        # callback have returned (should it land in another such callback, this hook runs again).
+        threading.Thread(target=_raise_later, args=(signum,), daemon=True).start()
+        return
+    sys.__unraisablehook__(args)
+
+
+def _raise_later(signum: int) -> None:
+    time.sleep(0.05)
+    signal.raise_signal(signum)
+
+
 def install() -> None:
     """Route SIGINT and SIGTERM through ``_handle`` (main thread only; elsewhere a no-op)."""
     if threading.current_thread() is not threading.main_thread():
         return
     signal.signal(signal.SIGINT, _handle)
     signal.signal(signal.SIGTERM, _handle)
+    sys.unraisablehook = _unraisable
 
 
 def stopping() -> int | None:

@@ -108,11 +108,19 @@ def open_study(spec: StudySpec, storage: BaseStorage, name: str | None = None, u
     name = name or spec.name
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
                                 load_if_exists=True, **_search_strategy(spec))
+    # The spec is several attributes written one by one: a process that read them while another
+    # writes would see half a spec. Writers and readers take the study's lock (``locking``).
+    with study_lock(study):
+        _check_or_write_spec(study, spec, name, url)
+    return study
+
+
+def _check_or_write_spec(study: optuna.Study, spec: StudySpec, name: str, url: str) -> None:
     stored = read_spec(study.user_attrs)
     if stored is None:
-        write_spec(study, spec.to_dict())
         study.set_user_attr(HASH_ATTR, spec.results_hash())
-        return study
+        write_spec(study, spec.to_dict())
+        return
     if study.user_attrs.get(HASH_ATTR) != spec.results_hash():
         differences = "; ".join(spec.diff(stored)) or "the recipe"
         where = f" in {mask_url(url)}" if url else ""
@@ -123,7 +131,6 @@ def open_study(spec: StudySpec, storage: BaseStorage, name: str | None = None, u
     merged = extended(spec, StudySpec.from_dict(stored))
     if _canonical(merged.to_dict()) != _canonical(stored):
         write_spec(study, merged.to_dict())
-    return study
 
 
 def extended(spec: StudySpec, stored: StudySpec) -> StudySpec:
@@ -146,7 +153,8 @@ def _canonical(value: Any) -> str:
 
 def stored_spec(study: optuna.Study) -> StudySpec:
     """The spec a study was created with (how workers on other machines learn the recipe)."""
-    stored = read_spec(study.user_attrs)
+    with study_lock(study):  # never half of a spec another process is writing
+        stored = read_spec(study.user_attrs)
     if stored is None:
         raise EcasweepError(f"study {study.study_name!r} was not created by ecasweep (no spec stored)")
     return StudySpec.from_dict(stored)

@@ -267,6 +267,36 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path, delay):
     assert err.count("interrupted:") <= 1, err
 
 
+FINALISER_SCRIPT = """
+import os, signal, sys, time
+from ecasweep import signals
+signals.install()
+class Finaliser:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIG{name})
+        for _ in range(1000):  # the handler runs here, where its exception cannot propagate
+            pass
+try:
+    Finaliser()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("not stopped")
+except KeyboardInterrupt as e:
+    sys.exit(signals.exit_code(e))
+"""
+
+
+@pytest.mark.parametrize(("name", "code"), [("INT", 130), ("TERM", 143)])
+def test_a_signal_arriving_inside_a_finaliser_still_stops_the_program_quietly(name, code):
+    """Import-time weakref callbacks and finalisers swallow exceptions; a Ctrl-C landing in one used
+    to be printed as "Exception ignored" and lost."""
+    proc = subprocess.run([sys.executable, "-c", FINALISER_SCRIPT.replace("{name}", name)],
+                          capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (code, ""), proc.stderr
+    assert "Traceback" not in proc.stderr and "ignored" not in proc.stderr, proc.stderr
+
+
 @pytest.mark.slow
 def test_three_concurrent_runs_on_postgresql_leave_no_duplicate_trial(tmp_path, postgres_url, unique_name):
     study_file = write_study(tmp_path, name=unique_name, seeds=3, size=128, epochs=1, ks="[3, 5]")  # 12 cells
@@ -283,6 +313,43 @@ def test_three_concurrent_runs_on_postgresql_leave_no_duplicate_trial(tmp_path, 
     trials = _complete_once(postgres_url, unique_name, 12)
     assert len(trials) == 12 and not [t for t in trials if DUPLICATE_OF in t.user_attrs]
     optuna.delete_study(study_name=unique_name, storage=postgres_url)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_processes_opening_a_new_study_at_once_never_read_half_a_spec(tmp_path, backend, request, monkeypatch):
+    """The spec is several attributes written one by one; a slow writer widens the window in which
+    another process used to read half of it (``KeyError: 'backbones'``)."""
+    if backend == "postgresql":
+        url, name = request.getfixturevalue("postgres_url"), request.getfixturevalue("unique_name")
+    else:
+        url, name = f"sqlite:///{tmp_path / 'spec.db'}", "spec-race"
+    spec = load_study(str(write_study(tmp_path, name=name, seeds=2, size=128, epochs=1, ks="[3, 5, 7]")))
+    set_attr = optuna.Study.set_user_attr
+
+    def slow_set_attr(study, key, value):
+        time.sleep(0.05)
+        set_attr(study, key, value)
+
+    monkeypatch.setattr(optuna.Study, "set_user_attr", slow_set_attr)
+    results: list[object] = []
+
+    def open_and_read():
+        try:
+            study = sweep.open_study(spec, open_storage(url), url=url)
+            results.append(sweep.stored_spec(study))
+        except Exception as e:  # noqa: BLE001 - the assertion below shows it
+            results.append(e)
+
+    threads = [threading.Thread(target=open_and_read) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=TIMEOUT)
+    try:
+        assert results == [spec] * 4
+    finally:
+        if backend == "postgresql":
+            optuna.delete_study(study_name=name, storage=url)
 
 
 def test_the_worker_attribute_names_this_host_and_process(tmp_path):
