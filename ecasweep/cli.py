@@ -431,7 +431,10 @@ def worker(
         from .launch.shared import check_worker_storage
         from .storage import default_storage_url
 
+        from .signals import watch_parent
+
         _quiet_libraries()
+        watch_parent()  # started by `run`: stop when it is gone
         check_worker_storage(storage or default_storage_url())
         counts = runner.join(study, storage_url=storage, device=device, threads=threads,
                              checkpoint_dir=checkpoint_dir, console=None if quiet else console)

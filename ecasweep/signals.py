@@ -16,6 +16,10 @@ propagate and is "ignored" with a traceback on stderr. ``install`` therefore als
 ignored interruption back: the signal is raised again once the callback has returned, to be handled
 where it can stop the program.
 
+A worker that ``run`` started stops like this too when ``run`` itself is gone without telling it
+(killed with SIGKILL, or a library caller's process ended): ``watch_parent`` raises SIGTERM in the
+worker once its parent process has changed, so that no orphaned worker trains on unseen.
+
 Example:
     >>> exit_code(KeyboardInterrupt())
     130
@@ -25,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -73,6 +78,26 @@ def install() -> None:
     signal.signal(signal.SIGINT, _handle)
     signal.signal(signal.SIGTERM, _handle)
     sys.unraisablehook = _unraisable
+
+
+#: the environment variable by which ``run`` tells its workers its process id
+PARENT_ENV = "ECASWEEP_PARENT_PID"
+
+
+def watch_parent(interval: float = 1.0) -> bool:
+    """When ``PARENT_ENV`` names this process's parent, stop (SIGTERM) once that parent is gone;
+    returns whether a watch was started."""
+    expected = os.environ.get(PARENT_ENV)
+    if not expected or not expected.isdigit() or int(expected) != os.getppid():
+        return False
+
+    def watch() -> None:
+        while os.getppid() == int(expected):
+            time.sleep(interval)
+        signal.raise_signal(signal.SIGTERM)
+
+    threading.Thread(target=watch, name="ecasweep-parent-watch", daemon=True).start()
+    return True
 
 
 def stopping() -> int | None:

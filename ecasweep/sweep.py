@@ -54,7 +54,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from . import faults, liveness
+from . import faults, liveness, signals
 from .checkpoint import CheckpointStore
 from .config import RuntimeConfig
 from .devices import cpu_count, resolve_device
@@ -562,7 +562,7 @@ def run_workers(study: optuna.Study, url: str, slots: list[Slot], checkpoint_dir
     On Ctrl-C or SIGTERM the workers are sent the same signal, which marks their trials
     interrupted, and this waits for them before re-raising: no worker outlives ``run``.
     """
-    env = worker_env(url)
+    env = {**worker_env(url), signals.PARENT_ENV: str(os.getpid())}  # a worker stops if this process dies
     procs = [subprocess.Popen(worker_command(study.study_name, slot, checkpoint_dir), env=env) for slot in slots]
     try:
         while any(p.poll() is None for p in procs):

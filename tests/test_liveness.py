@@ -267,6 +267,52 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path, delay):
     assert err.count("interrupted:") <= 1, err
 
 
+@pytest.mark.slow
+def test_workers_stop_when_run_itself_is_killed(tmp_path):
+    """SIGKILL to ``run`` alone (its workers not told): they notice, mark their trials interrupted
+    and exit, instead of training on as orphans."""
+    study_file = write_study(tmp_path, seeds=2, size=1024, epochs=30, ks="[3]")
+    url = f"sqlite:///{tmp_path / 'orphan.db'}"
+    proc = subprocess.Popen([sys.executable, "-m", "ecasweep", "run", str(study_file), "--storage", url,
+                             "--devices", "cpu,cpu", "--no-table"], env=_env(tmp_path),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        running: list = []
+        while len(running) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            try:
+                study = optuna.load_study(study_name="faults", storage=url)
+            except KeyError:
+                continue
+            running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                       if "worker" in t.user_attrs]
+        assert len(running) == 2, "two workers never claimed a trial"
+        workers = {int(t.user_attrs["worker"].rsplit(":", 1)[1]) for t in running}
+        assert proc.pid not in workers
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.5)
+        assert not [pid for pid in workers if _alive(pid)], "workers outlived run"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    trials = optuna.load_study(study_name="faults", storage=url).trials
+    stopped = [t for t in trials if t.number in {r.number for r in running}]
+    assert [t.user_attrs.get("fail_reason") for t in stopped] == ["interrupted"] * 2
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 FINALISER_SCRIPT = """
 import os, signal, sys, time
 from ecasweep import signals
