@@ -67,3 +67,28 @@ def test_show_and_dry_run_list_the_aliases(tmp_path, monkeypatch):
     assert dry.exit_code == 0, dry.output
     assert "aliases: 2 cells build the same model" in dry.output and "12 cells to run" in dry.output
     assert not (tmp_path / "d.db").exists()
+
+
+def test_claims_count_an_aliased_hypothesis_once_and_never_test_an_arm_against_itself():
+    from ecasweep.report.claims import SAME_MODEL, build_claims, render_claims
+
+    spec = load_study("kernel-size", overrides=["seeds=6"])
+    study = optuna.create_study(direction="maximize")
+    for i, cell in enumerate(spec.cells()):
+        top1 = 85.0 + (i % 7) * 0.1 + cell.seed * 0.01
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE, value=top1,
+            user_attrs={**cell_attrs(cell.key, cell.arm.id, cell.backbone, cell.seed,
+                                     {"attention": cell.arm.attention, **cell.arm.kwargs}), "top1": top1}))
+    table = build_claims(spec.to_dict(), read_records(study))
+    same = [r for r in table.rows if r.verdict == SAME_MODEL]
+    # "adaptive k at least as good as k = 3" on both backbones: one model, nothing to test
+    assert [(r.a, r.b) for r in same] == [(ADAPTIVE, "eca(k=3)")] * 2
+    assert all(r.decided_at is None for r in same)
+    # 13 claims on 2 backbones = 26 rows; less the 2 above and the 2 where "ECA (adaptive) beats SE"
+    # repeats "ECA (k=3) beats SE": 22 hypotheses share alpha
+    assert len(table.rows) == 26 and table.family == 22 and "/22 " in table.caption
+    adaptive, k3 = ([r for r in table.rows if r.a == a and r.b == "se(r=16)" and r.backbone == "resnet-8"][0]
+                    for a in (ADAPTIVE, "eca(k=3)"))
+    assert (adaptive.verdict, adaptive.low, adaptive.high) == (k3.verdict, k3.low, k3.high)
+    assert "same model (alias)" in render_claims(table, "markdown")

@@ -377,6 +377,38 @@ def test_until_resolved_adds_seeds_to_open_arms_only_and_stops(tmp_path, monkeyp
     assert '"verdict": "supported"' in again.output
 
 
+@pytest.mark.slow
+def test_until_resolved_killed_mid_round_resumes_the_round_and_ends_as_an_uninterrupted_run(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import optuna
+
+    from ecasweep.results import read_records
+
+    path = tmp_path / "until.toml"
+    path.write_text(UNTIL)
+    url = f"sqlite:///{tmp_path / 'u.db'}"
+    command = [sys.executable, "-m", "ecasweep", "run", str(path), "--storage", url, "--workers", "1",
+               "--until-resolved", "--max-seeds", "8", "--no-table"]
+    env = dict(os.environ, ECASWEEP_CHECKPOINTS=str(tmp_path / "ckpt"), ECASWEEP_HEARTBEAT="1")
+    # 6 planned cells, then a round of 8 (seeds 2-5 of both arms of the claim): killed storing the
+    # 8th result, i.e. with 6 + 1 cells done and one RUNNING
+    killed = subprocess.run(command, env={**env, "ECASWEEP_FAULT": "store-result:8"}, capture_output=True,
+                            text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    records = read_records(optuna.load_study(study_name="until", storage=url))
+    assert sum(r.complete for r in records) == 7 and max(r.seed for r in records) >= 2
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "every claim has a verdict" in " ".join(resumed.stdout.split())
+    records = read_records(optuna.load_study(study_name="until", storage=url))
+    seeds = {arm: sorted(r.seed for r in records if r.arm == arm and r.complete)
+             for arm in ("none", "se(r=4)", "eca(k=3)")}
+    assert seeds == {"none": list(range(6)), "se(r=4)": [0, 1], "eca(k=3)": list(range(6))}
+
+
 def test_budget_parsing():
     from ecasweep.errors import EcasweepError
     from ecasweep.rounds import parse_duration

@@ -9,7 +9,7 @@ Example:
 JSON schema (``render_claims(table, "json")``, schema id ``ecasweep.claims/1``)::
 
     {"schema": "ecasweep.claims/1", "study": str, "metric": "top1", "alpha": 0.05,
-     "family": int,             # (claim, backbone) pairs: each spends alpha / family
+     "family": int,             # distinct hypotheses tested: each spends alpha / family
      "looks": [int],            # the seed counts at which verdicts are taken
      "caption": str,
      "rows": [{"words", "kind", "a", "b", "label_a", "label_b", "backbone": str, "margin": float,
@@ -19,7 +19,7 @@ JSON schema (``render_claims(table, "json")``, schema id ``ecasweep.claims/1``):
                "n": int,        # seeds both arms ran
                "effect", "ci_low", "ci_high": float | null,   # mean A - B, 95% t interval (pp)
                "low", "high": float | null,   # the decision interval (family-wise, any number of looks)
-               "verdict": "supported" | "contradicted" | "open",
+               "verdict": "supported" | "contradicted" | "open" | "same model",
                "decided_at": int | null,      # the look (seeds) that decided it
                "seeds_needed": int | null}]}  # open: the look that would decide it at the observed spread
 """
@@ -44,6 +44,8 @@ from .tables import _group, _values
 
 SCHEMA = "ecasweep.claims/1"
 METRIC = "top1"  # the paper's claims are about top-1 accuracy
+#: the verdict of a row whose two arms build one model on its backbone (``StudySpec.aliases``)
+SAME_MODEL = "same model"
 
 
 @dataclass
@@ -113,19 +115,29 @@ def build_claims(spec: Mapping[str, Any], records: Sequence[TrialRecord], alpha:
     backbones = list(spec.get("backbones", []))
     groups = _group(spec, records)
     params = {arm["id"]: {"attention": arm["attention"], **arm.get("kwargs", {})} for arm in spec.get("arms", [])}
-    family = len(declared) * len(backbones)
-    claim_alpha = decide.family_alpha(family, alpha)
+    aliases = spec.get("aliases") or {}
+
+    def hypothesis(claim: Mapping[str, Any], backbone: str) -> tuple:
+        """What a row tests: arms that share a model (aliases) are the same arm."""
+        model = {side: aliases.get(backbone, {}).get(claim[side], claim[side]) for side in ("a", "b")}
+        return backbone, model["a"], model["b"], claim["kind"], float(claim["margin"])
+
+    pairs = [(claim, backbone) for claim in declared for backbone in backbones]
+    # A row whose two arms are one model has nothing to test; rows that test the same hypothesis
+    # (an alias in place of its arm) have the same data and verdict, and are one member of the family.
+    tested = {hypothesis(c, b) for c, b in pairs if hypothesis(c, b)[1] != hypothesis(c, b)[2]}
+    family = len(tested)
+    claim_alpha = decide.family_alpha(max(family, 1), alpha)
     reference = paper_reference()
-    rows = []
-    for claim in declared:
-        for backbone in backbones:
-            rows.append(_row(claim, backbone, groups, params, claim_alpha, reference))
+    rows = [_row(c, b, groups, params, claim_alpha, reference, same_model=hypothesis(c, b)[1] == hypothesis(c, b)[2])
+            for c, b in pairs]
     table = ClaimsTable(str(spec.get("name", "")), rows, family, alpha=alpha)
     table.caption = _caption(table)
     return table
 
 
-def _row(claim: Mapping[str, Any], backbone: str, groups, params, claim_alpha: float, reference) -> ClaimRow:
+def _row(claim: Mapping[str, Any], backbone: str, groups, params, claim_alpha: float, reference,
+         same_model: bool = False) -> ClaimRow:
     kind, margin = claim["kind"], float(claim["margin"])
     cells = [groups.get((backbone, claim[side])) for side in ("a", "b")]
     by_seed = [_values(c, METRIC) if c is not None else {} for c in cells]
@@ -134,7 +146,7 @@ def _row(claim: Mapping[str, Any], backbone: str, groups, params, claim_alpha: f
     effect = float(d.mean()) if d.size else None
     c = stats.summarize_arm(d.tolist())
     result = decide.sequential(d, kind, margin, decide.look_alphas(claim_alpha))
-    verdict = decide.VERDICTS[int(result.verdict)]
+    verdict = SAME_MODEL if same_model else decide.VERDICTS[int(result.verdict)]
     needed = None
     if verdict == "open":
         needed = decide.seeds_to_decide(effect, c.std, kind, margin, claim_alpha, after=int(d.size))
@@ -145,17 +157,19 @@ def _row(claim: Mapping[str, Any], backbone: str, groups, params, claim_alpha: f
         backbone=backbone, margin=margin, paper=paper, paper_delta=paper_delta,
         evidence=claim.get("evidence", ""), n=int(d.size), effect=effect,
         ci_low=c.ci_low, ci_high=c.ci_high, low=_finite(result.low), high=_finite(result.high), verdict=verdict,
-        decided_at=int(result.seeds) if verdict != "open" else None, seeds_needed=needed)
+        decided_at=int(result.seeds) if verdict in ("supported", "contradicted") else None, seeds_needed=needed)
 
 
 def _caption(table: ClaimsTable) -> str:
     looks = ", ".join(map(str, table.looks))
-    counts = {v: sum(r.verdict == v for r in table.rows) for v in ("supported", "contradicted", "open")}
+    counts = {v: sum(r.verdict == v for r in table.rows) for v in ("supported", "contradicted", "open", SAME_MODEL)}
+    same = (f"; {counts[SAME_MODEL]} compare an arm with itself (aliases: one model on that backbone) and are not "
+            f"tested") if counts[SAME_MODEL] else ""
     return (f"{table.study}: {counts['supported']} supported, {counts['contradicted']} contradicted, "
-            f"{counts['open']} open of {len(table.rows)} (claim, backbone) pairs. Effect: mean paired difference "
+            f"{counts['open']} open of {len(table.rows)} (claim, backbone) pairs{same}. Effect: mean paired difference "
             f"A - B in top-1 points over the seeds both arms ran, with its 95% t interval. Verdicts come from "
             f"a group-sequential design (Lan & DeMets alpha spending, Bonferroni bound): looks at {looks} seeds, "
-            f"each pair spends α = {table.alpha:g}/{table.family} split over the looks, so the chance of any wrong "
+            f"each distinct hypothesis spends α = {table.alpha:g}/{table.family} split over the looks, so the chance of any wrong "
             f"verdict in the study stays below {table.alpha:g} however many seeds are added (docs/claims.md). "
             "Open: the seeds at which it would be decided if the observed effect and spread held.")
 
@@ -174,6 +188,8 @@ def _effect(r: ClaimRow) -> str:
 
 
 def _verdict(r: ClaimRow) -> str:
+    if r.verdict == SAME_MODEL:
+        return "same model (alias)"
     if r.verdict != "open":
         return f"{r.verdict} ({r.decided_at} seeds)"
     if r.seeds_needed is not None:
@@ -248,7 +264,7 @@ def _rich(table: ClaimsTable) -> Any:
     out.add_column("paper Δ", justify="right", ratio=1)
     out.add_column("effect [95% CI]", justify="right", ratio=2)
     out.add_column("n", justify="right", no_wrap=True)
-    style = {"supported": "green", "contradicted": "red", "open": "yellow"}
+    style = {"supported": "green", "contradicted": "red", "open": "yellow", SAME_MODEL: "dim"}
     heading = None
     for r in table.rows:
         if (r.words, r.evidence) != heading:
