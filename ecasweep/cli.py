@@ -307,8 +307,12 @@ def show(study: str = typer.Argument(..., help="Study name or path to a .toml fi
     for line in alias_notes(spec):
         console.print(line, highlight=False)
     if spec.search is None:
+        shared = sum(len(a) for a in spec.aliases().values()) * spec.seeds
+        extra = len(spec.cells()) + shared - len(spec.arms) * len(spec.backbones) * spec.seeds  # extra_seeds
         console.print(f"{_plural(len(spec.cells()), 'cell')} = {_plural(len(spec.arms), 'arm')} x "
-                      f"{_plural(len(spec.backbones), 'backbone')} x {_plural(spec.seeds, 'seed')}")
+                      f"{_plural(len(spec.backbones), 'backbone')} x {_plural(spec.seeds, 'seed')}"
+                      + (f", less {shared} of aliases" if shared else "")
+                      + (f", plus {extra} added seeds" if extra else ""), highlight=False)
     else:
         console.print(f"search: {_plural(spec.search.n_trials, 'trial')}, {spec.search.sampler} sampler, "
                       f"{spec.search.pruner} pruner over {json.dumps(spec.search.space)}")

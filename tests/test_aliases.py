@@ -61,6 +61,7 @@ def test_show_and_dry_run_list_the_aliases(tmp_path, monkeypatch):
     shown = runner.invoke(app, ["show", "kernel-size"])
     assert shown.exit_code == 0, shown.output
     assert f"on resnet-8: {ADAPTIVE} is eca(k=3) (k 3/3/3)" in shown.output
+    assert "24 cells = 7 arms x 2 backbones x 2 seeds, less 4 of aliases" in shown.output
     dry = runner.invoke(app, ["run", "kernel-size", "--dry-run", "--set", "data.dataset=synthetic", "--set",
                               "data.subset=none", "--set", 'backbones=["resnet-8"]', "--storage",
                               f"sqlite:///{tmp_path / 'd.db'}"])

@@ -375,6 +375,8 @@ def test_until_resolved_adds_seeds_to_open_arms_only_and_stops(tmp_path, monkeyp
     assert seeds == {"none": list(range(6)), "se(r=4)": [0, 1], "eca(k=3)": list(range(6))}
     again = CliRunner().invoke(app, ["table", "until", "--storage", url, "--claims", "-f", "json"])
     assert '"verdict": "supported"' in again.output
+    table = CliRunner().invoke(app, ["table", "until", "--storage", url, "-f", "markdown"])
+    assert "the p-values and ties here are descriptive" in " ".join(table.output.split())
 
 
 @pytest.mark.slow

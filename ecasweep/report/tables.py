@@ -292,6 +292,10 @@ def _caption(spec: Mapping[str, Any], table: Table) -> str:
         for alias, arm in aliases.items():
             parts.append(f"{labels.get(alias, alias)} is {labels.get(arm, arm)} on {backbone} (the same model): "
                          "trained once, shown under both labels.")
+    if spec.get("extra_seeds"):
+        parts.append("Seeds were added to some arms by run --until-resolved, chosen from the results so far: "
+                     "the p-values and ties here are descriptive; the claims' verdicts keep their error rate "
+                     "under that adaptivity (docs/claims.md).")
     partial = sum(1 for r in table.rows if r.n < table.planned)
     if partial:
         parts.append(f"Partial: {partial} of {len(table.rows)} rows have fewer than {table.planned} seeds.")
