@@ -33,7 +33,7 @@ EXPECTED_ARMS = {
 EXPECTED_BASELINE = {"kernel-size": "none", "reduction": "none", "interaction": "se-var2",
                      "gamma-beta": "eca(k=adaptive,gamma=2,beta=1)", "table2": "none", "search": ""}
 EXPECTED_PROFILE = {
-    "quick": (["resnet-8", "resnet-14"], 2, "fashion-mnist", 1),
+    "quick": (["resnet-8", "resnet-14"], 2, "fashion-mnist", 2),
     "cifar": (["resnet-56", "resnet-110"], 3, "cifar100", 100),
     "imagenet": (["resnet-50", "resnet-101"], 1, "imagenet", 100),
 }
@@ -151,7 +151,7 @@ def test_results_hash_ignores_seeds_but_not_the_recipe():
 def test_diff_names_what_changed():
     old = load_study("table2").to_dict()
     assert load_study("table2", overrides=["seeds=5"]).diff(old) == []
-    assert load_study("table2", overrides=["train.epochs=5"]).diff(old) == ["train.epochs: 1 -> 5"]
+    assert load_study("table2", overrides=["train.epochs=5"]).diff(old) == ["train.epochs: 2 -> 5"]
     lines = load_study("reduction", overrides=["data.dataset=synthetic"]).diff(old)
     assert "data.dataset: fashion-mnist -> synthetic" in lines
     assert any("se-gc(groups=16)" in line and "removed" in line for line in lines)
