@@ -85,7 +85,7 @@ def test_claims_count_an_aliased_hypothesis_once_and_never_test_an_arm_against_i
     same = [r for r in table.rows if r.verdict == SAME_MODEL]
     # "adaptive k at least as good as k = 3" on both backbones: one model, nothing to test
     assert [(r.a, r.b) for r in same] == [(ADAPTIVE, "eca(k=3)")] * 2
-    assert all(r.decided_at is None for r in same)
+    assert all(r.decided_at is None and r.effect is None and r.ci_low is None for r in same)
     # 13 claims on 2 backbones = 26 rows; less the 2 above and the 2 where "ECA (adaptive) beats SE"
     # repeats "ECA (k=3) beats SE": 22 hypotheses share alpha
     assert len(table.rows) == 26 and table.family == 22 and "/22 " in table.caption

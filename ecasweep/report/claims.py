@@ -143,6 +143,8 @@ def _row(claim: Mapping[str, Any], backbone: str, groups, params, claim_alpha: f
     by_seed = [_values(c, METRIC) if c is not None else {} for c in cells]
     seeds = sorted(set(by_seed[0]) & set(by_seed[1]))
     d = np.array([by_seed[0][s] - by_seed[1][s] for s in seeds], dtype=float)
+    if same_model:  # one model: its "difference" is zero by construction, not an effect
+        d = d[:0]
     effect = float(d.mean()) if d.size else None
     c = stats.summarize_arm(d.tolist())
     result = decide.sequential(d, kind, margin, decide.look_alphas(claim_alpha))
@@ -155,7 +157,7 @@ def _row(claim: Mapping[str, Any], backbone: str, groups, params, claim_alpha: f
         words=claim.get("words", ""), kind=kind, a=claim["a"], b=claim["b"],
         label_a=arm_label(params.get(claim["a"], {})), label_b=arm_label(params.get(claim["b"], {})),
         backbone=backbone, margin=margin, paper=paper, paper_delta=paper_delta,
-        evidence=claim.get("evidence", ""), n=int(d.size), effect=effect,
+        evidence=claim.get("evidence", ""), n=len(seeds), effect=effect,
         ci_low=c.ci_low, ci_high=c.ci_high, low=_finite(result.low), high=_finite(result.high), verdict=verdict,
         decided_at=int(result.seeds) if verdict in ("supported", "contradicted") else None, seeds_needed=needed)
 
