@@ -433,9 +433,8 @@ def worker(
     with _user_errors(quiet_interrupt=quiet):
         from . import runner
         from .launch.shared import check_worker_storage
-        from .storage import default_storage_url
-
         from .signals import watch_parent
+        from .storage import default_storage_url
 
         _quiet_libraries()
         watch_parent()  # started by `run`: stop when it is gone

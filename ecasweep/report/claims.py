@@ -122,15 +122,13 @@ def build_claims(spec: Mapping[str, Any], records: Sequence[TrialRecord], alpha:
         model = {side: aliases.get(backbone, {}).get(claim[side], claim[side]) for side in ("a", "b")}
         return backbone, model["a"], model["b"], claim["kind"], float(claim["margin"])
 
-    pairs = [(claim, backbone) for claim in declared for backbone in backbones]
+    pairs = [(claim, backbone, hypothesis(claim, backbone)) for claim in declared for backbone in backbones]
     # A row whose two arms are one model has nothing to test; rows that test the same hypothesis
     # (an alias in place of its arm) have the same data and verdict, and are one member of the family.
-    tested = {hypothesis(c, b) for c, b in pairs if hypothesis(c, b)[1] != hypothesis(c, b)[2]}
-    family = len(tested)
+    family = len({h for _, _, h in pairs if h[1] != h[2]})
     claim_alpha = decide.family_alpha(max(family, 1), alpha)
     reference = paper_reference()
-    rows = [_row(c, b, groups, params, claim_alpha, reference, same_model=hypothesis(c, b)[1] == hypothesis(c, b)[2])
-            for c, b in pairs]
+    rows = [_row(c, b, groups, params, claim_alpha, reference, same_model=h[1] == h[2]) for c, b, h in pairs]
     table = ClaimsTable(str(spec.get("name", "")), rows, family, alpha=alpha)
     table.caption = _caption(table)
     return table
