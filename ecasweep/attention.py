@@ -27,51 +27,11 @@ from torch import Tensor, nn
 
 from .attention_timm import TIMM_VARIANTS, TimmAttention
 
-KernelSize = int | str
-
-ADAPTIVE = "adaptive"
-
-
-def adaptive_kernel_size(channels: int, gamma: float = 2.0, beta: float = 1.0, min_k: int = 1) -> int:
-    """Kernel size from the channel count, paper Eq. (12) as computed by the paper's own code.
-
-    ``t = int(abs((log2(C) + beta) / gamma)); k = t if t is odd else t + 1``. timm's ``EcaModule``
-    additionally clamps ``k >= 3``; pass ``min_k=3`` for that behaviour (the default, 1, keeps the
-    paper's rule).
-
-    >>> [adaptive_kernel_size(c) for c in (64, 128, 256, 512, 1024, 2048)]
-    [3, 5, 5, 5, 5, 7]
-    """
-    _check_positive_int("channels", channels)
-    _check_gamma(gamma)
-    t = int(abs((math.log2(channels) + beta) / gamma))
-    k = t if t % 2 else t + 1
-    return max(k, _odd_k(min_k, "min_k"))
-
-
-def resolve_kernel_size(k: KernelSize, channels: int, gamma: float = 2.0, beta: float = 1.0,
-                        min_k: int = 1) -> int:
-    """An odd kernel size from ``k``: an odd int >= 1, or ``"adaptive"`` (Eq. 12)."""
-    if k == ADAPTIVE:
-        return adaptive_kernel_size(channels, gamma, beta, min_k)
-    return _odd_k(k, "k")
-
-
-def _odd_k(k: object, name: str) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0:
-        raise ValueError(f"{name} must be an odd integer >= 1 or 'adaptive', got {k!r}")
-    return k
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def _check_gamma(gamma: object) -> None:
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma > 0:
-        raise ValueError(f"gamma must be a number > 0, got {gamma!r}")
+from .catalogue import (  # noqa: F401  (re-exported: the kernel-size rule is part of this API)
+    ADAPTIVE, KernelSize, adaptive_kernel_size, check_gamma as _check_gamma,
+    check_positive_int as _check_positive_int, odd_k as _odd_k, resolve_kernel_size,
+)
+from .catalogue import KERNEL_VARIANTS, NATIVE_NAMES, TIMM_NAMES, VARIANTS, accepted_arguments  # noqa: F401
 
 
 def _check_divides(name: str, value: int, channels: int) -> None:
@@ -474,23 +434,12 @@ class ECANS(_KernelAttention):
 REGISTRY: dict[str, type[nn.Module]] = {
     cls.name: cls for cls in (Identity, SE, SEVar1, SEVar2, SEVar3, SEGC, ECANS, ECA, CECA, *TIMM_VARIANTS)
 }
-#: the variants built from timm's modules (ecasweep.attention_timm; needs the ``timm`` extra)
-TIMM_NAMES = frozenset(cls.name for cls in TIMM_VARIANTS)
-#: ecasweep's own variants (the paper's Table 2)
-NATIVE_NAMES = frozenset(REGISTRY) - TIMM_NAMES
-#: variants whose kernel size is set by ``k`` / ``gamma`` / ``beta``
-KERNEL_VARIANTS = frozenset(name for name, cls in REGISTRY.items() if issubclass(cls, _KernelAttention))
+assert list(REGISTRY) == list(VARIANTS), "ecasweep.catalogue.VARIANTS lists the registry's variants in order"
 
 
 def attention_names() -> list[str]:
     """The user-facing names: the paper's Table 2 in its order, then timm's modules."""
     return list(REGISTRY)
-
-
-def accepted_arguments(name: str) -> list[str]:
-    """Keyword arguments ``create_attention`` accepts for the variant ``name``."""
-    cls = _lookup(name)
-    return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "channels")]
 
 
 def _lookup(name: str) -> type[nn.Module]:

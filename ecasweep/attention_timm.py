@@ -33,9 +33,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .errors import EcasweepError
-
-INSTALL_HINT = "pip install 'ecasweep[timm]'"
+from .catalogue import TIMM_INSTALL_HINT as INSTALL_HINT, MissingTimmError  # noqa: F401  (re-exported)
 
 #: timm's modules left out, and why (for ``--help`` and error messages)
 OUT_OF_SCOPE = {
@@ -48,10 +46,6 @@ OUT_OF_SCOPE = {
 OUT_OF_SCOPE_HELP = (f"timm's {', '.join(OUT_OF_SCOPE)} are not offered: they change the block's "
                      "convolution rather than re-weighting its output, so they are not attention "
                      "modules placed after the block's last BatchNorm.")
-
-
-class MissingTimmError(EcasweepError, ImportError):
-    """A timm attention module was asked for but timm is not installed."""
 
 
 def timm_layers(submodule: str = "", variant: str = "") -> Any:

@@ -34,7 +34,6 @@ Example:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -45,12 +44,13 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models.mobilenetv2 import InvertedResidual
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet, conv3x3
-from torchvision.models._utils import _make_divisible
 
 from ecasweep.attention import KERNEL_VARIANTS, create_attention, is_attention
+from ecasweep.catalogue import (  # noqa: F401  (re-exported)
+    CIFAR_WIDTH, IMAGENET_RESNETS, MOBILENET_V2_SETTINGS, OFFICIAL, backbone_names, backbone_shape, cifar_depth,
+    cifar_width, mobilenet_width, stage_channels,
+)
 from ecasweep.errors import ConfigError
-
-OFFICIAL = "official"
 
 AttentionFactory = Callable[[int], nn.Module]  # stage index -> a fresh attention module
 
@@ -219,23 +219,14 @@ def _stage_kwargs(backbone: Backbone, attention: str, kwargs: dict[str, Any]) ->
 
 # ImageNet ResNets -------------------------------------------------------------------------------
 
-_IMAGENET_RESNETS = {  # depth: (torchvision block, blocks per stage, released ECA checkpoint's k)
-    18: (BasicBlock, (2, 2, 2, 2), (3, 5, 7, 7)),
-    34: (BasicBlock, (3, 4, 6, 3), (3, 3, 5, 7)),
-    50: (Bottleneck, (3, 4, 6, 3), (3, 5, 5, 7)),
-    101: (Bottleneck, (3, 4, 23, 3), (3, 3, 5, 7)),
-    152: (Bottleneck, (3, 8, 36, 3), (3, 3, 5, 7)),
-}
+_IMAGENET_BLOCK = {1: BasicBlock, 4: Bottleneck}  # by the block's expansion (catalogue.IMAGENET_RESNETS)
 _ATTENTION_BLOCK = {BasicBlock: AttentionBasicBlock, Bottleneck: AttentionBottleneck}
 
 
 def _imagenet_resnet(depth: int) -> Backbone:
-    block, layers, official_k = _IMAGENET_RESNETS[depth]
-
-    def stage_channels(width: Any) -> list[int]:
-        if width is not None:
-            raise ValueError(f"width applies to the CIFAR ResNets and mobilenet-v2, not resnet-{depth}")
-        return [planes * block.expansion for planes in (64, 128, 256, 512)]
+    shape = backbone_shape(f"resnet-{depth}")
+    expansion, layers, _ = IMAGENET_RESNETS[depth]
+    block = _IMAGENET_BLOCK[expansion]
 
     def build(make: AttentionFactory | None, num_classes: int, in_channels: int, width: Any) -> nn.Module:
         if make is None:
@@ -247,50 +238,35 @@ def _imagenet_resnet(depth: int) -> Backbone:
             model.conv1 = _new_stem(model.conv1, in_channels)
         return model
 
-    return Backbone(f"resnet-{depth}", stage_channels, build, official_k)
+    return Backbone(shape.name, shape.stage_channels, build, shape.official_k)
 
 
 # CIFAR ResNets ----------------------------------------------------------------------------------
 
-CIFAR_WIDTH = 16
-
-
-def _cifar_resnet(depth: int, name: str | None = None) -> Backbone:
-    def stage_channels(width: Any) -> list[int]:
-        width = CIFAR_WIDTH if width is None else width
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"width of a CIFAR ResNet must be a positive integer, got {width!r}")
-        return [width, 2 * width, 4 * width]
+def _cifar_resnet(name: str) -> Backbone:
+    shape = backbone_shape(name)
+    depth = cifar_depth(name)
 
     def build(make: AttentionFactory | None, num_classes: int, in_channels: int, width: Any) -> nn.Module:
         block = BasicBlock if make is None else AttentionBasicBlock
-        model = CifarResNet(depth, block, num_classes, in_channels, stage_channels(width)[0])
+        model = CifarResNet(depth, block, num_classes, in_channels, cifar_width(width))
         if make is not None:
             _attach_to_resnet(model, make)
         return model
 
-    return Backbone(name or f"resnet-{depth}", stage_channels, build)
+    return Backbone(shape.name, shape.stage_channels, build)
 
 
 # MobileNetV2 ------------------------------------------------------------------------------------
 
-#: (c, n) of torchvision's (and the paper's) inverted residual settings; one stage per setting
-_MOBILENET_V2_SETTINGS = ((16, 1), (24, 2), (32, 3), (64, 4), (96, 3), (160, 3), (320, 1))
-
-
 def _mobilenet_v2() -> Backbone:
-    def stage_channels(width: Any) -> list[int]:
-        width = 1.0 if width is None else width
-        if isinstance(width, bool) or not isinstance(width, (int, float)) or width <= 0:
-            raise ValueError(f"width of mobilenet-v2 is its width multiplier (> 0), got {width!r}")
-        return [_make_divisible(c * width, 8) for c, _ in _MOBILENET_V2_SETTINGS]
+    shape = backbone_shape("mobilenet-v2")
 
     def build(make: AttentionFactory | None, num_classes: int, in_channels: int, width: Any) -> nn.Module:
-        width_mult = 1.0 if width is None else float(width)
-        model = torchvision.models.mobilenet_v2(num_classes=num_classes, width_mult=width_mult)
+        model = torchvision.models.mobilenet_v2(num_classes=num_classes, width_mult=mobilenet_width(width))
         if make is not None:
             blocks = [m for m in model.features if isinstance(m, InvertedResidual)]
-            stages = [stage for stage, (_, n) in enumerate(_MOBILENET_V2_SETTINGS) for _ in range(n)]
+            stages = [stage for stage, (_, n) in enumerate(MOBILENET_V2_SETTINGS) for _ in range(n)]
             assert len(blocks) == len(stages), "torchvision's MobileNetV2 settings changed"
             for block, stage in zip(blocks, stages):
                 block.conv.append(make(stage))
@@ -298,24 +274,12 @@ def _mobilenet_v2() -> Backbone:
             model.features[0][0] = _new_stem(model.features[0][0], in_channels)
         return model
 
-    # The official ECA-MobileNetV2 (BangguWu/ECANet, models/eca_mobilenetv2.py): k = 1 if c < 96 else 3,
-    # with c the setting's unscaled channel count. (An earlier revision of that file had c <= 96.)
-    official_k = tuple(1 if c < 96 else 3 for c, _ in _MOBILENET_V2_SETTINGS)
-    return Backbone("mobilenet-v2", stage_channels, build, official_k)
+    return Backbone(shape.name, shape.stage_channels, build, shape.official_k)
 
 
-BACKBONES: dict[str, Backbone] = {
-    **{f"resnet-{d}": _cifar_resnet(d) for d in (20, 32, 44, 56, 110)},
-    **{f"resnet-{d}": _imagenet_resnet(d) for d in _IMAGENET_RESNETS},
-    "mobilenet-v2": _mobilenet_v2(),
-}
-
-_CIFAR_NAME = re.compile(r"(cifar-)?resnet-(\d+)")
-
-
-def backbone_names() -> list[str]:
-    """The listed backbone names (any other ``resnet-<6n+2>`` is accepted too)."""
-    return list(BACKBONES)
+_BUILDERS = {"cifar-resnet": _cifar_resnet, "imagenet-resnet": lambda name: _imagenet_resnet(int(name[7:])),
+             "mobilenet-v2": lambda name: _mobilenet_v2()}
+BACKBONES: dict[str, Backbone] = {name: _BUILDERS[backbone_shape(name).kind](name) for name in backbone_names()}
 
 
 def get_backbone(name: str) -> Backbone:
@@ -326,11 +290,7 @@ def get_backbone(name: str) -> Backbone:
     """
     if isinstance(name, str) and name in BACKBONES:
         return BACKBONES[name]
-    match = _CIFAR_NAME.fullmatch(name) if isinstance(name, str) else None
-    if match and int(match[2]) >= 8 and (int(match[2]) - 2) % 6 == 0:
-        return _cifar_resnet(int(match[2]), name)
-    raise ValueError(f"unknown backbone {name!r}; expected one of: {', '.join(BACKBONES)}, "
-                     "or resnet-<6n+2> / cifar-resnet-<6n+2> for another CIFAR ResNet depth")
+    return _BUILDERS[backbone_shape(name).kind](name)
 
 
 def build_model(backbone: str, attention: str = "none", num_classes: int = 10, in_channels: int = 3,
@@ -377,15 +337,6 @@ def check_model_size(backbone: str, num_classes: int = 10, in_channels: int = 3,
         raise ConfigError("model.width" if width is not None else "model.backbone",
                           f"{backbone} would have {n:.2g} parameters ({4 * n:.2g} bytes in float32); "
                           f"at most {MAX_PARAMETERS:.0e}")
-
-
-def stage_channels(backbone: str, width: int | float | None = None) -> list[int]:
-    """Channel count of the attention modules in each stage, without building the model.
-
-    >>> stage_channels("resnet-50")
-    [256, 512, 1024, 2048]
-    """
-    return get_backbone(backbone).stage_channels(width)
 
 
 # Summary ----------------------------------------------------------------------------------------

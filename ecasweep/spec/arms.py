@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 import itertools
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-import torch
-
-from ..attention import ADAPTIVE, KERNEL_VARIANTS, REGISTRY, accepted_arguments, create_attention
-from ..backbones import stage_channels
+from ..catalogue import ADAPTIVE, KERNEL_VARIANTS, VARIANTS, accepted_arguments, check_timm_installed
+from ..catalogue import stage_channels
 from .schema import ADAPTIVE_ONLY, ARM_ARGS, FLOAT_ARGS, MAX_ARMS, _Invalid, _canonical_json, _suggest
 
 
@@ -29,7 +26,7 @@ class Arm:
 def _arm_from_table(table: Mapping[str, Any]) -> Arm:
     _check_keys(table, ("id", "attention", *ARM_ARGS))
     if "attention" not in table:
-        raise _Invalid("attention", f"missing; expected one of: {', '.join(REGISTRY)}")
+        raise _Invalid("attention", f"missing; expected one of: {', '.join(VARIANTS)}")
     arm_id = table.get("id")
     if arm_id is not None and (not isinstance(arm_id, str) or not arm_id.strip() or "/" in arm_id):
         raise _Invalid("id", f"expected a non-empty string without '/', got {arm_id!r}")
@@ -42,7 +39,7 @@ def _arms_from_grid(table: Mapping[str, Any]) -> list[Arm]:
         raise _Invalid("id", "grid arms get generated ids; give an id in an [[arms]] table instead")
     _check_keys(table, ("attention", *ARM_ARGS))
     if "attention" not in table:
-        raise _Invalid("attention", f"missing; expected one of: {', '.join(REGISTRY)}")
+        raise _Invalid("attention", f"missing; expected one of: {', '.join(VARIANTS)}")
     axes = {key: value if isinstance(value, list) else [value] for key, value in table.items()}
     size = 1
     for key, values in axes.items():
@@ -74,16 +71,17 @@ def _make_arm(attention: Any, args: Mapping[str, Any], explicit: bool, arm_id: s
     ``explicit``: an adaptive-only argument with an int k is an error (an [[arms]] table) rather
     than dropped (a [[grid]] point).
     """
-    if not isinstance(attention, str) or attention not in REGISTRY:
-        raise _Invalid("attention", f"unknown attention {attention!r}{_suggest(attention, REGISTRY)}; "
-                                    f"expected one of: {', '.join(REGISTRY)}")
+    if not isinstance(attention, str) or attention not in VARIANTS:
+        raise _Invalid("attention", f"unknown attention {attention!r}{_suggest(attention, VARIANTS)}; "
+                                    f"expected one of: {', '.join(VARIANTS)}")
+    check_timm_installed(attention)
     accepted = accepted_arguments(attention)
     for key in args:
         if key not in accepted:
             raise _Invalid(key, f"attention {attention!r} does not take {key}; "
                                 f"it takes: {', '.join(accepted) or 'no arguments'}")
     kwargs = {key: _check_arg(key, args[key]) for key in ARM_ARGS if key in args}
-    defaults = {name: p.default for name, p in inspect.signature(REGISTRY[attention].__init__).parameters.items()}
+    defaults = VARIANTS[attention].arguments
     defining = {"se": ("r",)}.get(attention, ())
     if attention in KERNEL_VARIANTS:
         kwargs.setdefault("k", defaults["k"])
@@ -148,7 +146,14 @@ def _format(value: Any) -> str:
 
 
 def _check_on_stages(arm: Arm, backbones: Sequence[str], width: int | None) -> None:
-    """Build the arm's module for every stage (on the meta device: no memory) to let it validate."""
+    """Build the arm's module for every stage (on the meta device: no memory) to let it validate.
+
+    This imports torch: ``load_study(..., check_models=False)`` (``list``, ``show``) skips it.
+    """
+    import torch
+
+    from ..attention import create_attention
+
     for backbone in backbones:
         where = backbone if width is None else f"{backbone} (model.width = {width})"
         for stage, channels in enumerate(stage_channels(backbone, width), 1):

@@ -23,9 +23,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ..claims import KINDS
 from .schema import _Invalid, _suggest
 
+#: the kinds of claim (``ecasweep.claims`` decides each)
+KINDS = ("superiority", "non-inferiority", "equivalence")
 CLAIM_KEYS = ("kind", "a", "b", "margin", "words", "evidence")
 _RELATION = {"superiority": ">", "non-inferiority": ">= (within the margin)", "equivalence": "≈"}
 

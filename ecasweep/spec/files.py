@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..attention_timm import MissingTimmError
+from ..catalogue import MissingTimmError
 from ..errors import SpecError
 from .layers import _Layer, _check_layer, _merge, _parse_override
 from .resolve import _Resolver
@@ -38,9 +38,9 @@ def study_paths() -> dict[str, Path]:
     return dict(sorted(paths.items()))
 
 
-def list_studies() -> list[StudySpec]:
+def list_studies(check_models: bool | None = True) -> list[StudySpec]:
     """Every study, loaded with the quick profile (for ``ecasweep list``); a study whose arms need
-    an optional extra that is not installed (timm) is left out.
+    an optional extra that is not installed (timm) is left out. ``check_models``: as for ``load_study``.
 
     >>> "kernel-size" in [spec.name for spec in list_studies()]
     True
@@ -48,15 +48,28 @@ def list_studies() -> list[StudySpec]:
     specs = []
     for path in study_paths().values():
         try:
-            specs.append(load_study(str(path)))
+            specs.append(load_study(str(path), check_models=check_models))
         except MissingTimmError:
             continue
     return specs
 
 
+#: override keys that change which modules a study builds (so a shipped study's checks no longer cover it)
+MODEL_KEYS = ("arms", "grid", "backbones", "model", "search")
+
+
 def load_study(name_or_path: str | os.PathLike, profile: str = DEFAULT_PROFILE,
-               overrides: Sequence[str] = ()) -> StudySpec:
+               overrides: Sequence[str] = (), check_models: bool | None = True) -> StudySpec:
     """Load, resolve and validate a study by name (see ``study_paths``) or path to a .toml file.
+
+    ``check_models``: also build every arm for every stage of every backbone, and with a
+    ``model.width`` the model itself, on the meta device, which catches what only the modules know
+    (an ``r`` that does not divide a stage's channels, an extent that is no power of two, a model
+    too large). It imports torch (about 3 s). ``None`` (``list``, ``show``): only where the input
+    can be wrong there, i.e. not for a shipped study (the tests build all of them under every
+    profile) unless an override changes its ``arms``, ``grid``, ``backbones``, ``model`` or
+    ``search``. Every command that trains or plans (``run``, ``--dry-run``, ``worker``, ``submit``)
+    checks it all.
 
     >>> spec = load_study("kernel-size", "imagenet", ["seeds=2"])
     >>> spec.backbones, spec.seeds, spec.train.schedule
@@ -97,7 +110,12 @@ def load_study(name_or_path: str | os.PathLike, profile: str = DEFAULT_PROFILE,
     origins: dict[str, _Layer] = {}
     for layer_doc, layer in layers:
         _merge(doc, layer_doc, layer, origins)
-    return _Resolver(doc, origins, path).spec(profile, [str(o) for o in overrides])
+    if check_models is None:
+        shipped = path.resolve().parent == BUILTIN_STUDIES.resolve() and profiles_path.resolve().parent == \
+            BUILTIN_STUDIES.resolve()
+        changed = any(key in MODEL_KEYS for layer_doc, layer in layers[3:] for key in layer_doc)
+        check_models = not shipped or changed
+    return _Resolver(doc, origins, path, check_models).spec(profile, [str(o) for o in overrides])
 
 
 def _find(name_or_path: Any) -> Path:

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..backbones import check_model_size, stage_channels
+from ..catalogue import stage_channels
 from ..config import DataConfig, TrainConfig
 from ..errors import ConfigError, SpecError
 from .arms import Arm, _arm_from_table, _arms_from_grid, _check_on_stages, _make_arm
@@ -26,8 +26,9 @@ MAX_CELLS = 100_000
 class _Resolver:
     """Validates the merged document of one study and builds its ``StudySpec``."""
 
-    def __init__(self, doc: dict[str, Any], origins: dict[str, _Layer], path: Path) -> None:
+    def __init__(self, doc: dict[str, Any], origins: dict[str, _Layer], path: Path, check_models: bool = True) -> None:
         self.doc, self.origins, self.path = doc, origins, path
+        self.check_models = check_models  # build each arm and model on the meta device (imports torch)
 
     def error(self, key: str, message: str) -> SpecError:
         """The error at ``key``, attributed to the layer that set it (the study file if none did)."""
@@ -65,7 +66,9 @@ class _Resolver:
                                           f"at most {MAX_CELLS:,}")
         elif search.n_trials > MAX_CELLS:
             raise self.error("search.n_trials", f"{search.n_trials:,} trials; at most {MAX_CELLS:,}")
-        for name in backbones if width is not None else ():
+        for name in backbones if width is not None and self.check_models else ():
+            from ..backbones import check_model_size
+
             try:
                 check_model_size(name, width=width)
             except ConfigError as e:
@@ -168,7 +171,8 @@ class _Resolver:
                 raise self.error(key, f"duplicate arm {arm.id!r}: the same as an arm of {previous}")
             ids[arm.id] = configs[config] = key
             try:
-                _check_on_stages(arm, backbones, width)
+                if self.check_models:
+                    _check_on_stages(arm, backbones, width)
             except _Invalid as e:
                 raise self.error(key, e.message) from None
         return [arm for arm, _ in arms]
@@ -236,7 +240,8 @@ class _Resolver:
             points = _space_points(space)
             for point in points:
                 arm = _make_arm(point.pop("attention"), point, explicit=False)
-                _check_on_stages(arm, backbones, width)
+                if self.check_models:
+                    _check_on_stages(arm, backbones, width)
         except _Invalid as e:
             raise self.error(f"search.space.{e.key}".rstrip("."), e.message) from None
         return SearchSpec(n_trials, sampler, pruner, space)

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..attention import ADAPTIVE, REGISTRY, accepted_arguments
+from ..catalogue import ADAPTIVE, VARIANTS, accepted_arguments
 from .arms import _check_keys, _make_arm
 from .schema import ADAPTIVE_ONLY, ARM_ARGS, FLOAT_ARGS, MAX_ARMS, _Invalid, _canonical_json
 
@@ -52,7 +52,7 @@ def _search_space(space: Any) -> dict[str, Any]:
         raise _Invalid("", f"expected a table [search.space] (attention = [...], k = [...], ...), got {space!r}")
     _check_keys(space, ("attention", *ARM_ARGS))
     if "attention" not in space:
-        raise _Invalid("attention", f"missing; expected a list of: {', '.join(REGISTRY)}")
+        raise _Invalid("attention", f"missing; expected a list of: {', '.join(VARIANTS)}")
     normalised: dict[str, Any] = {}
     for key in ("attention", *ARM_ARGS):
         if key not in space:

@@ -8,8 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..attention import KERNEL_VARIANTS, resolve_kernel_size
-from ..backbones import stage_channels
+from ..catalogue import KERNEL_VARIANTS, resolve_kernel_size, stage_channels
 from ..config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
 from ..errors import ConfigError, SpecError
 from .arms import Arm, _check_on_stages, _make_arm
