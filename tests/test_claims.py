@@ -273,6 +273,12 @@ def test_claims_table_decides_each_claim_and_renders_in_every_format():
     console = Console(record=True, width=160)
     console.print(render_claims(table, "rich"))
     assert "supported (" in console.export_text()
+    # At 80 columns the verdict and the interval take a second line, each whole: no number is cut.
+    console = Console(record=True, width=80)
+    console.print(render_claims(table, "rich"))
+    text = console.export_text()
+    assert f"{sup.effect:+.2f}" in text and f"[{sup.ci_low:+.2f}, {sup.ci_high:+.2f}]" in text, text
+    assert f"({sup.decided_at} seeds)" in text and max(map(len, text.splitlines())) <= 80
 
 
 def test_claims_table_without_seeds_is_open():

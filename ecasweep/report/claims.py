@@ -249,31 +249,51 @@ def _pair(r: ClaimRow) -> str:
 def _rich(table: ClaimsTable) -> Any:
     """One section per declared claim (its words and the paper's evidence in words), one line per
     pair of arms and backbone: the paper's difference, this study's effect, n and the verdict."""
-    from rich import box
-    from rich.console import Group
-    from rich.markup import escape
-    from rich.table import Table as RichTable
-    from rich.text import Text
+    return _RichClaims(table)
 
-    backbones = len({r.backbone for r in table.rows}) > 1
-    out = RichTable(title=f"{table.study} — claims", box=box.SIMPLE_HEAD, pad_edge=False, expand=True)
-    out.add_column("claim", ratio=4)
-    if backbones:
-        out.add_column("backbone", ratio=2)
-    out.add_column("verdict", ratio=2)
-    out.add_column("paper Δ", justify="right", ratio=1)
-    out.add_column("effect [95% CI]", justify="right", ratio=2)
-    out.add_column("n", justify="right", no_wrap=True)
-    style = {"supported": "green", "contradicted": "red", "open": "yellow", SAME_MODEL: "dim"}
-    heading = None
-    for r in table.rows:
-        if (r.words, r.evidence) != heading:
-            heading = (r.words, r.evidence)
-            out.add_row(f"[bold]{escape(r.words)}[/]" + (f" [dim]({escape(r.evidence)})[/]" if r.evidence else ""))
-        cells = [f"  {escape(_pair(r))}"] + ([r.backbone] if backbones else [])
-        cells += [_verdict(r), _num(r.paper_delta, True), _effect(r), str(r.n)]
-        out.add_row(*cells, style=style[r.verdict])
-    return Group(out, Text(table.caption, style="dim"))
+
+class _RichClaims:
+    """The Rich claims table, laid out for the console's width: below 120 columns the verdict and
+    the interval go on a second line of their row, so that numbers are never broken mid-interval
+    and the claim's words get the rest of an 80-column terminal."""
+
+    def __init__(self, table: ClaimsTable) -> None:
+        self.table = table
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rich.text import Text
+
+        yield self._table(narrow=options.max_width < 120)
+        yield Text(self.table.caption, style="dim")
+
+    def _table(self, narrow: bool) -> Any:
+        from rich import box
+        from rich.markup import escape
+        from rich.table import Table as RichTable
+
+        table = self.table
+        backbones = len({r.backbone for r in table.rows}) > 1
+        out = RichTable(title=f"{table.study} — claims", box=box.SIMPLE_HEAD, pad_edge=False, expand=True)
+        out.add_column("claim", ratio=1)
+        if backbones:
+            out.add_column("backbone", no_wrap=True)
+        out.add_column("verdict", no_wrap=True)
+        out.add_column("paper Δ", justify="right", no_wrap=True)
+        out.add_column("effect [95% CI]", justify="right", no_wrap=True)
+        out.add_column("n", justify="right", no_wrap=True)
+        style = {"supported": "green", "contradicted": "red", "open": "yellow", SAME_MODEL: "dim"}
+        heading = None
+        for r in table.rows:
+            if (r.words, r.evidence) != heading:
+                heading = (r.words, r.evidence)
+                out.add_row(f"[bold]{escape(r.words)}[/]" + (f" [dim]({escape(r.evidence)})[/]" if r.evidence else ""))
+            verdict, effect = _verdict(r), _effect(r)
+            if narrow:
+                verdict, effect = verdict.replace(" (", "\n(", 1), effect.replace(" [", "\n[", 1)
+            cells = [f"  {escape(_pair(r))}"] + ([r.backbone] if backbones else [])
+            cells += [escape(verdict), _num(r.paper_delta, True), escape(effect), str(r.n)]
+            out.add_row(*cells, style=style[r.verdict])
+        return out
 
 
 def render_with_claims(rendered: Any, table: ClaimsTable, fmt: str, claims_only: bool = False) -> Any:
