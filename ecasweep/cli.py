@@ -319,6 +319,26 @@ def show(study: str = typer.Argument(..., help="Study name or path to a .toml fi
     else:
         console.print(f"search: {_plural(spec.search.n_trials, 'trial')}, {spec.search.sampler} sampler, "
                       f"{spec.search.pruner} pruner over {json.dumps(spec.search.space)}")
+    _print_claims(spec)
+
+
+def _print_claims(spec) -> None:
+    """The study's claims: each declared claim's words and kind, then the pairs of arms it tests."""
+    from rich.markup import escape
+    from rich.padding import Padding
+
+    if not spec.claims:
+        return
+    relation = {"superiority": ">", "non-inferiority": ">=", "equivalence": "≈"}
+    groups: dict[tuple[str, str], list[str]] = {}
+    for c in spec.claims:
+        kind = c.kind if c.kind == "superiority" else f"{c.kind}, margin {c.margin:g} points"
+        groups.setdefault((c.words, kind), []).append(f"{c.a} {relation[c.kind]} {c.b}")
+    console.print(f"[bold]claims[/]: {_plural(len(spec.claims), 'pair')} of arms, each tested on every backbone "
+                  f"(verdicts: `ecasweep table {escape(spec.name)} --claims`)", highlight=False)
+    for (words, kind), pairs in groups.items():
+        console.print(Padding(f"{escape(words)} [dim]({kind})[/]", (0, 0, 0, 2)), highlight=False)
+        console.print(Padding(escape(", ".join(pairs)), (0, 0, 0, 6)), style="dim", highlight=False)
 
 
 def _table(title: str) -> Table:

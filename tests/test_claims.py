@@ -425,3 +425,18 @@ def test_budget_parsing():
     for bad in ("soon", "", "0m", "-5m"):
         with pytest.raises(EcasweepError, match="--budget"):
             parse_duration(bad)
+
+
+def test_show_lists_every_declared_claim_with_its_pairs():
+    spec = load_study("kernel-size")
+    result = CliRunner().invoke(app, ["show", "kernel-size"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert f"claims: {len(spec.claims)} pairs of arms" in text
+    for claim in spec.claims:
+        assert claim.words in text
+        relation = {"superiority": ">", "non-inferiority": ">=", "equivalence": "≈"}[claim.kind]
+        assert f"{claim.a} {relation} {claim.b}" in text
+    assert "(equivalence, margin 0.5 points)" in text and "(superiority)" in text
+    search = CliRunner().invoke(app, ["show", "search"])
+    assert search.exit_code == 0 and "claims:" not in search.output
