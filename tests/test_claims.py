@@ -279,6 +279,9 @@ def test_claims_table_decides_each_claim_and_renders_in_every_format():
     text = console.export_text()
     assert f"{sup.effect:+.2f}" in text and f"[{sup.ci_low:+.2f}, {sup.ci_high:+.2f}]" in text, text
     assert f"({sup.decided_at} seeds)" in text and max(map(len, text.splitlines())) <= 80
+    lines = text.splitlines()
+    assert "ECA beats SE (Table 2)" in lines  # the claim's words span the width, above its rows
+    assert any(line.startswith("  ECA (k=3) > SE (r=16) ") for line in lines)
 
 
 def test_claims_table_without_seeds_is_open():

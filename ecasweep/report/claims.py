@@ -253,47 +253,88 @@ def _rich(table: ClaimsTable) -> Any:
 
 
 class _RichClaims:
-    """The Rich claims table, laid out for the console's width: below 120 columns the verdict and
-    the interval go on a second line of their row, so that numbers are never broken mid-interval
-    and the claim's words get the rest of an 80-column terminal."""
+    """The Rich claims table, laid out for the console's width.
+
+    Wide: one table, a heading row per declared claim. Below 120 columns: the header, then per
+    declared claim its words and evidence across the whole width and its rows in a table of the
+    same column widths, with the verdict and the interval on a second line of their row, so that
+    no number is broken mid-interval and the pair of arms gets the rest of an 80-column terminal.
+    """
+
+    _STYLE = {"supported": "green", "contradicted": "red", "open": "yellow", SAME_MODEL: "dim"}
 
     def __init__(self, table: ClaimsTable) -> None:
         self.table = table
+        self.backbones = len({r.backbone for r in table.rows}) > 1
 
     def __rich_console__(self, console: Any, options: Any) -> Any:
         from rich.text import Text
 
-        yield self._table(narrow=options.max_width < 120)
+        if options.max_width < 120:
+            yield from self._sections()
+        else:
+            yield self._table()
         yield Text(self.table.caption, style="dim")
 
-    def _table(self, narrow: bool) -> Any:
-        from rich import box
+    def _cells(self, r: ClaimRow, narrow: bool) -> list[Any]:
         from rich.markup import escape
+        from rich.padding import Padding
+
+        verdict, effect = _verdict(r), _effect(r)
+        if narrow:
+            verdict, effect = verdict.replace(" (", "\n(", 1), effect.replace(" [", "\n[", 1)
+        cells = [Padding(escape(_pair(r)), (0, 0, 0, 2))] + ([r.backbone] if self.backbones else [])
+        return cells + [escape(verdict), _num(r.paper_delta, True), escape(effect), str(r.n)]
+
+    def _new_table(self, title: str | None = None, widths: Sequence[int] | None = None,
+                   header: bool = True, edge: bool = True) -> Any:
+        from rich import box
         from rich.table import Table as RichTable
 
-        table = self.table
-        backbones = len({r.backbone for r in table.rows}) > 1
-        out = RichTable(title=f"{table.study} — claims", box=box.SIMPLE_HEAD, pad_edge=False, expand=True)
-        out.add_column("claim", ratio=1)
-        if backbones:
-            out.add_column("backbone", no_wrap=True)
-        out.add_column("verdict", no_wrap=True)
-        out.add_column("paper Δ", justify="right", no_wrap=True)
-        out.add_column("effect [95% CI]", justify="right", no_wrap=True)
-        out.add_column("n", justify="right", no_wrap=True)
-        style = {"supported": "green", "contradicted": "red", "open": "yellow", SAME_MODEL: "dim"}
+        out = RichTable(title=title, box=box.SIMPLE_HEAD, pad_edge=False, expand=True, show_header=header,
+                        show_edge=edge, padding=(0, 1), collapse_padding=True)
+        names = ["claim", *(["backbone"] if self.backbones else []), "verdict", "paper Δ", "effect [95% CI]", "n"]
+        for i, name in enumerate(names):
+            if i == 0:
+                out.add_column(name, ratio=1)
+            else:
+                out.add_column(name, justify="left" if i < len(names) - 4 + 1 else "right", no_wrap=True,
+                               width=None if widths is None else widths[i - 1])
+        return out
+
+    def _table(self) -> Any:
+        from rich.markup import escape
+
+        out = self._new_table(f"{self.table.study} — claims")
         heading = None
-        for r in table.rows:
+        for r in self.table.rows:
             if (r.words, r.evidence) != heading:
                 heading = (r.words, r.evidence)
                 out.add_row(f"[bold]{escape(r.words)}[/]" + (f" [dim]({escape(r.evidence)})[/]" if r.evidence else ""))
-            verdict, effect = _verdict(r), _effect(r)
-            if narrow:
-                verdict, effect = verdict.replace(" (", "\n(", 1), effect.replace(" [", "\n[", 1)
-            cells = [f"  {escape(_pair(r))}"] + ([r.backbone] if backbones else [])
-            cells += [escape(verdict), _num(r.paper_delta, True), escape(effect), str(r.n)]
-            out.add_row(*cells, style=style[r.verdict])
+            out.add_row(*self._cells(r, narrow=False), style=self._STYLE[r.verdict])
         return out
+
+    def _sections(self) -> Any:
+        from rich.markup import escape
+        from rich.text import Text
+
+        rows = [self._cells(r, narrow=True) for r in self.table.rows]
+        head = self._new_table(header=True).columns
+        widths = [max([len(c.header), *(len(line) for row in rows for line in row[i].split("\n"))])
+                  for i, c in enumerate(head) if i > 0]  # row[0], the pair, is a Padding that wraps
+        yield self._new_table(f"{self.table.study} — claims", widths, edge=False)
+        heading, section = None, None
+        for r, cells in zip(self.table.rows, rows):
+            if (r.words, r.evidence) != heading:
+                if section is not None:
+                    yield section
+                heading = (r.words, r.evidence)
+                yield Text.from_markup(f"[bold]{escape(r.words)}[/]" + (f" [dim]({escape(r.evidence)})[/]"
+                                                                        if r.evidence else ""))
+                section = self._new_table(widths=widths, header=False, edge=False)
+            section.add_row(*cells, style=self._STYLE[r.verdict])
+        if section is not None:
+            yield section
 
 
 def render_with_claims(rendered: Any, table: ClaimsTable, fmt: str, claims_only: bool = False) -> Any:
