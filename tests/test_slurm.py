@@ -69,6 +69,8 @@ def _submit(study_file: Path, url: str, name: str, tmp_path: Path, partition: st
 def _squeue(jobs: list[str]) -> list[tuple[str, str]]:
     ids = ",".join(sorted({j.split("_")[0] for j in jobs}))
     out = subprocess.run(["squeue", "-h", "-r", "-j", ids, "-o", "%i %T"], capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:  # the controller did not answer: nothing is known to be gone
+        return [(ids, "UNKNOWN")]
     return [tuple(line.split()) for line in out.stdout.splitlines() if line.strip()]
 
 
@@ -174,8 +176,10 @@ def test_the_time_limit_warning_requeues_the_job_which_resumes_its_trial(
     deadline = time.monotonic() + WAIT_S
     while ("PENDING" not in {s for _, s in _squeue([job])}) and time.monotonic() < deadline:
         time.sleep(0.2)
-    # A requeued job waits two minutes before it may start again; let it start now.
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, timeout=30)
+    # A requeued job waits two minutes before it may start again; let it start in 5 s. Not at once: the
+    # node revoked the first run's credential, and a start within the same second is killed as
+    # "non-startable batch job: Job credential revoked" (slurmctld.log), so the job would never run again.
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now+5"], check=True, timeout=30)
     _wait_until_gone([job])
 
     stopped = study._storage.get_trial(victim._trial_id)
