@@ -31,7 +31,7 @@ from .catalogue import (  # noqa: F401  (re-exported: the kernel-size rule is pa
     ADAPTIVE, KernelSize, adaptive_kernel_size, check_gamma as _check_gamma,
     check_positive_int as _check_positive_int, odd_k as _odd_k, resolve_kernel_size,
 )
-from .catalogue import KERNEL_VARIANTS, NATIVE_NAMES, TIMM_NAMES, VARIANTS, accepted_arguments  # noqa: F401
+from .catalogue import KERNEL_VARIANTS, NATIVE_NAMES, TIMM_NAMES, VARIANTS, accepted_arguments, variant  # noqa: F401
 
 
 def _check_divides(name: str, value: int, channels: int) -> None:
@@ -443,10 +443,7 @@ def attention_names() -> list[str]:
 
 
 def _lookup(name: str) -> type[nn.Module]:
-    try:
-        return REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown attention {name!r}; expected one of: {', '.join(REGISTRY)}") from None
+    return REGISTRY[variant(name).name]  # variant: a ValueError listing the names
 
 
 def create_attention(name: str, channels: int, **kwargs) -> nn.Module:

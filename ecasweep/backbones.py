@@ -277,7 +277,7 @@ def _mobilenet_v2() -> Backbone:
     return Backbone(shape.name, shape.stage_channels, build, shape.official_k)
 
 
-_BUILDERS = {"cifar-resnet": _cifar_resnet, "imagenet-resnet": lambda name: _imagenet_resnet(int(name[7:])),
+_BUILDERS = {"cifar-resnet": _cifar_resnet, "imagenet-resnet": lambda name: _imagenet_resnet(int(name.removeprefix("resnet-"))),
              "mobilenet-v2": lambda name: _mobilenet_v2()}
 BACKBONES: dict[str, Backbone] = {name: _BUILDERS[backbone_shape(name).kind](name) for name in backbone_names()}
 

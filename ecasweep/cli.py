@@ -278,7 +278,6 @@ def show(study: str = typer.Argument(..., help="Study name or path to a .toml fi
          as_json: bool = typer.Option(False, "--json", help="Print the resolved spec as JSON.")) -> None:
     """Show the resolved spec (after profile and overrides) and its cells.
 
-
     Example: [bold]ecasweep show kernel-size --profile cifar --set seeds=5[/]
       [bold]ecasweep show kernel-size --cell "resnet-8/eca(k=3)/seed=0"[/]
     """

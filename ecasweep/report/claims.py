@@ -286,6 +286,10 @@ class _RichClaims:
         cells = [Padding(escape(_pair(r)), (0, 0, 0, 2))] + ([r.backbone] if self.backbones else [])
         return cells + [escape(verdict), _num(r.paper_delta, True), escape(effect), str(r.n)]
 
+    def _columns(self) -> list[str]:
+        """The column names after ``claim``: the text columns, then three numbers (right-aligned)."""
+        return [*(["backbone"] if self.backbones else []), "verdict", "paper Δ", "effect [95% CI]", "n"]
+
     def _new_table(self, title: str | None = None, widths: Sequence[int] | None = None,
                    header: bool = True, edge: bool = True) -> Any:
         from rich import box
@@ -293,13 +297,11 @@ class _RichClaims:
 
         out = RichTable(title=title, box=box.SIMPLE_HEAD, pad_edge=False, expand=True, show_header=header,
                         show_edge=edge, padding=(0, 1), collapse_padding=True)
-        names = ["claim", *(["backbone"] if self.backbones else []), "verdict", "paper Δ", "effect [95% CI]", "n"]
+        out.add_column("claim", ratio=1)
+        names = self._columns()
         for i, name in enumerate(names):
-            if i == 0:
-                out.add_column(name, ratio=1)
-            else:
-                out.add_column(name, justify="left" if i < len(names) - 4 + 1 else "right", no_wrap=True,
-                               width=None if widths is None else widths[i - 1])
+            out.add_column(name, justify="right" if i >= len(names) - 3 else "left", no_wrap=True,
+                           width=None if widths is None else widths[i])
         return out
 
     def _table(self) -> Any:
@@ -318,10 +320,9 @@ class _RichClaims:
         from rich.markup import escape
         from rich.text import Text
 
-        rows = [self._cells(r, narrow=True) for r in self.table.rows]
-        head = self._new_table(header=True).columns
-        widths = [max([len(c.header), *(len(line) for row in rows for line in row[i].split("\n"))])
-                  for i, c in enumerate(head) if i > 0]  # row[0], the pair, is a Padding that wraps
+        rows = [self._cells(r, narrow=True) for r in self.table.rows]  # row[0], the pair, wraps
+        widths = [max([len(name), *(len(line) for row in rows for line in row[i].split("\n"))])
+                  for i, name in enumerate(self._columns(), start=1)]
         yield self._new_table(f"{self.table.study} — claims", widths, edge=False)
         heading, section = None, None
         for r, cells in zip(self.table.rows, rows):

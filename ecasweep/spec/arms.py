@@ -148,7 +148,8 @@ def _format(value: Any) -> str:
 def _check_on_stages(arm: Arm, backbones: Sequence[str], width: int | None) -> None:
     """Build the arm's module for every stage (on the meta device: no memory) to let it validate.
 
-    This imports torch: ``load_study(..., check_models=False)`` (``list``, ``show``) skips it.
+    This imports torch; ``load_study(..., check_models=None)`` (``list``, ``show``) skips it where
+    the tests have already done it.
     """
     import torch
 

@@ -105,7 +105,8 @@ def load_study(name_or_path: str | os.PathLike, profile: str = DEFAULT_PROFILE,
         raise SpecError(f"{path}: overrides must be a list of 'key=value' strings, got {overrides!r}")
     layers = [(defaults[profile], _Layer(profiles_path, f"{profile}.")), (study, _Layer(path, "")),
               (study_profiles.get(profile, {}), _Layer(path, f"profiles.{profile}."))]
-    layers += [(_parse_override(o, path), _Layer(path, "", override=o)) for o in overrides]
+    override_docs = [_parse_override(o, path) for o in overrides]
+    layers += [(o_doc, _Layer(path, "", override=o)) for o_doc, o in zip(override_docs, overrides)]
     doc: dict[str, Any] = {}
     origins: dict[str, _Layer] = {}
     for layer_doc, layer in layers:
@@ -113,7 +114,7 @@ def load_study(name_or_path: str | os.PathLike, profile: str = DEFAULT_PROFILE,
     if check_models is None:
         shipped = path.resolve().parent == BUILTIN_STUDIES.resolve() and profiles_path.resolve().parent == \
             BUILTIN_STUDIES.resolve()
-        changed = any(key in MODEL_KEYS for layer_doc, layer in layers[3:] for key in layer_doc)
+        changed = any(key in MODEL_KEYS for o_doc in override_docs for key in o_doc)
         check_models = not shipped or changed
     return _Resolver(doc, origins, path, check_models).spec(profile, [str(o) for o in overrides])
 
