@@ -27,8 +27,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ecasweep import claims, runner
-from ecasweep.results import read_records
+from ecasweep.stats import sequential as claims
+from ecasweep.sweep import runner
+from ecasweep.store.results import read_records
 
 #: recipe name -> ``--set`` overrides of the quick profile, all of them 24k training images in all.
 #: A narrower network is no candidate: at width 8 the first stage has 8 channels, which SE (r = 16)

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 __all__ = ["__version__", "build_model", "create_attention", "summarize"]
 
-_LAZY = {"create_attention": "attention", "build_model": "backbones", "summarize": "backbones"}
+_LAZY = {"create_attention": "models.attention", "build_model": "models.backbones", "summarize": "models.backbones"}
 
 
 def __getattr__(name: str):

@@ -6,11 +6,11 @@ import sys
 def main() -> None:
     """Console entry point: SIGTERM handled like Ctrl-C from the first moment, and an interruption
     during start-up (importing torch takes seconds) exits quietly with 130 or 143."""
-    from . import signals
+    from .sweep import signals
 
     signals.install()
     try:
-        from .cli import main as cli_main
+        from .cli.app import main as cli_main
 
         cli_main()
     except KeyboardInterrupt as exc:

@@ -7,10 +7,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ecasweep.backbones import build_model
-from ecasweep.cli import app
+from ecasweep.models.backbones import build_model
+from ecasweep.cli.app import app
 from ecasweep.report import build_table
-from ecasweep.results import cell_attrs, read_records
+from ecasweep.store.results import cell_attrs, read_records
 from ecasweep.spec import StudySpec, load_study
 
 ADAPTIVE = "eca(k=adaptive,gamma=2,beta=1)"
@@ -71,7 +71,7 @@ def test_show_and_dry_run_list_the_aliases(tmp_path, monkeypatch):
 
 
 def test_claims_count_an_aliased_hypothesis_once_and_never_test_an_arm_against_itself():
-    from ecasweep.report.claims import SAME_MODEL, build_claims, render_claims
+    from ecasweep.report.verdicts import SAME_MODEL, build_claims, render_claims
 
     spec = load_study("kernel-size", overrides=["seeds=6"])
     study = optuna.create_study(direction="maximize")

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from ecasweep import bench
-from ecasweep import attention
-from ecasweep.attention import (
+from ecasweep.models import attention
+from ecasweep.models.attention import (
     KERNEL_VARIANTS,
     NATIVE_NAMES,
     accepted_arguments,

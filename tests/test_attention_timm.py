@@ -13,9 +13,9 @@ import torch
 import torchvision
 from torch import nn
 
-from ecasweep.attention import TIMM_NAMES, accepted_arguments, create_attention, is_attention
-from ecasweep.attention_timm import INSTALL_HINT, OUT_OF_SCOPE, MissingTimmError, TimmAttention
-from ecasweep.backbones import build_model, summarize
+from ecasweep.models.attention import TIMM_NAMES, accepted_arguments, create_attention, is_attention
+from ecasweep.models.timm_attention import INSTALL_HINT, OUT_OF_SCOPE, MissingTimmError, TimmAttention
+from ecasweep.models.backbones import build_model, summarize
 
 timm_layers = pytest.importorskip("timm.layers", reason=f"timm is not installed ({INSTALL_HINT})")
 

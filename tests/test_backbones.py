@@ -11,8 +11,8 @@ import torch
 import torchvision
 from torch import nn
 
-from ecasweep.attention import is_attention
-from ecasweep.backbones import (
+from ecasweep.models.attention import is_attention
+from ecasweep.models.backbones import (
     AttentionBottleneck,
     backbone_names,
     build_model,

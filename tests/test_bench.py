@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from ecasweep.bench import (BENCHMARKS, bench_engine, bench_models, bench_modules, paper_speeds, quick_settings,
                             ratios, render, time_pair)
-from ecasweep.cli import app
+from ecasweep.cli.app import app
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -63,8 +63,8 @@ def test_paper_speeds_are_table_3():
 
 
 def test_engine_quick_on_synthetic_data_gives_a_notice(tmp_path, monkeypatch):
-    monkeypatch.setattr("ecasweep.data.DEBIAN_FASHION_MNIST", str(tmp_path / "none"))
-    monkeypatch.setattr("ecasweep.data._download", lambda cls, root: "offline in this test")
+    monkeypatch.setattr("ecasweep.engine.data.DEBIAN_FASHION_MNIST", str(tmp_path / "none"))
+    monkeypatch.setattr("ecasweep.engine.data._download", lambda cls, root: "offline in this test")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("ECASWEEP_DATA", raising=False)
     r = bench_engine("cpu", **quick_settings()["engine"])

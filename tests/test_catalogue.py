@@ -14,11 +14,11 @@ import torchvision
 from torchvision.models._utils import _make_divisible
 from typer.testing import CliRunner
 
-from ecasweep import catalogue
-from ecasweep.attention import REGISTRY, _KernelAttention
-from ecasweep.attention_timm import TimmAttention
-from ecasweep.catalogue import MissingTimmError
-from ecasweep.cli import app
+from ecasweep.models import catalogue
+from ecasweep.models.attention import REGISTRY, _KernelAttention
+from ecasweep.models.timm_attention import TimmAttention
+from ecasweep.models.catalogue import MissingTimmError
+from ecasweep.cli.app import app
 from ecasweep.errors import SpecError
 from ecasweep.spec import load_study
 

@@ -1,4 +1,4 @@
-"""ecasweep.claims: verdicts, and the error rates of the sequential design, in simulated studies.
+"""ecasweep.stats.sequential: verdicts, and the error rates of the sequential design, in simulated studies.
 
 The simulations run the built-in kernel-size study's own claims (13 per backbone, 2 backbones)
 through ``claims.sequential``, the code that decides real claims, with paired differences spread
@@ -12,8 +12,8 @@ import pytest
 from scipy import stats as sst
 from typer.testing import CliRunner
 
-from ecasweep import claims
-from ecasweep.cli import app
+from ecasweep.stats import sequential as claims
+from ecasweep.cli.app import app
 from ecasweep.errors import SpecError
 from ecasweep.spec import load_study
 
@@ -218,7 +218,7 @@ def _claims_study(values: dict[str, list[float]], claims_: list[dict], storage: 
     """An Optuna study (in memory, or in ``storage``) holding ``values`` (arm -> top-1 by seed) on resnet-8."""
     import optuna
 
-    from ecasweep.results import SPEC_ATTR, cell_attrs, read_records
+    from ecasweep.store.results import SPEC_ATTR, cell_attrs, read_records
 
     spec = spec or {"name": "claims", "layout": "table2", "seeds": 8, "backbones": ["resnet-8"], "arms": ARMS,
                     "claims": claims_}
@@ -356,7 +356,7 @@ margin = 60
 def test_until_resolved_adds_seeds_to_open_arms_only_and_stops(tmp_path, monkeypatch):
     import optuna
 
-    from ecasweep.results import read_records
+    from ecasweep.store.results import read_records
 
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "until.toml"
@@ -396,7 +396,7 @@ def test_until_resolved_killed_mid_round_resumes_the_round_and_ends_as_an_uninte
 
     import optuna
 
-    from ecasweep.results import read_records
+    from ecasweep.store.results import read_records
 
     path = tmp_path / "until.toml"
     path.write_text(UNTIL)
@@ -422,7 +422,7 @@ def test_until_resolved_killed_mid_round_resumes_the_round_and_ends_as_an_uninte
 
 def test_budget_parsing():
     from ecasweep.errors import EcasweepError
-    from ecasweep.rounds import parse_duration
+    from ecasweep.sweep.rounds import parse_duration
 
     assert parse_duration("2h") == 7200 and parse_duration("1h30m") == 5400 and parse_duration("45s") == 45
     for bad in ("soon", "", "0m", "-5m"):

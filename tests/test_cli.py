@@ -10,8 +10,8 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-from ecasweep.cli import app
-from ecasweep.results import read_records
+from ecasweep.cli.app import app
+from ecasweep.store.results import read_records
 
 runner = CliRunner()
 TINY = ["--set", "data.dataset=synthetic", "--set", "data.subset=none", "--set", "data.synthetic_size=256",

@@ -1,4 +1,4 @@
-"""Tests of ecasweep.data: loading, splits, device augmentation, determinism, and the errors users see."""
+"""Tests of ecasweep.engine.data: loading, splits, device augmentation, determinism, and the errors users see."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from ecasweep import data as D
-from ecasweep.config import DataConfig
+from ecasweep.engine import data as D
+from ecasweep.engine.config import DataConfig
 from ecasweep.errors import ConfigError, DataError
 
 

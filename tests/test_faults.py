@@ -22,10 +22,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ecasweep import sweep
-from ecasweep.checkpoint import CheckpointStore
-from ecasweep.cli import app
-from ecasweep.results import read_records
+from ecasweep.sweep import worker as sweep
+from ecasweep.engine.checkpoint import CheckpointStore
+from ecasweep.cli.app import app
+from ecasweep.store.results import read_records
 
 from conftest import write_study
 
@@ -203,7 +203,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_the_trial_goes_on(tmp_pat
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(torch, "save", disk_full)
-    with caplog.at_level(logging.WARNING, logger="ecasweep.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="ecasweep.engine.checkpoint"):
         assert store.save(2, {"w": torch.zeros(3)}) is None
     assert "could not write checkpoint" in caplog.text and "No space left on device" in caplog.text
     assert "the checkpoint of epoch 1 is kept" in caplog.text

@@ -19,10 +19,10 @@ import torch
 import torchvision
 from typer.testing import CliRunner
 
-from ecasweep import data as D
-from ecasweep.checkpoint import CheckpointStore
-from ecasweep.cli import app
-from ecasweep.sweep import default_checkpoint_dir
+from ecasweep.engine import data as D
+from ecasweep.engine.checkpoint import CheckpointStore
+from ecasweep.cli.app import app
+from ecasweep.sweep.worker import default_checkpoint_dir
 
 runner = CliRunner()
 
@@ -272,12 +272,12 @@ def test_an_out_of_range_cuda_index(work, monkeypatch):
 
 
 def test_auto_falls_back_to_the_cpu_with_a_notice(work, monkeypatch, caplog):
-    from ecasweep import devices
+    from ecasweep.engine import devices
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(devices, "_mps_available", lambda: False)
     monkeypatch.setattr(devices, "_noticed", [])
-    with caplog.at_level(logging.WARNING, logger="ecasweep.devices"):
+    with caplog.at_level(logging.WARNING, logger="ecasweep.engine.devices"):
         result = runner.invoke(app, ["run", study(work), "--devices", "auto", "--workers", "1", "--no-table"])
     assert result.exit_code == 0, result.output
     assert "no GPU found: device 'auto' runs on the CPU" in caplog.text

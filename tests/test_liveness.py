@@ -21,11 +21,12 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from ecasweep import liveness, sweep
-from ecasweep.cli import app
-from ecasweep.results import DUPLICATE_OF, read_records
+from ecasweep.store import liveness
+from ecasweep.sweep import worker as sweep
+from ecasweep.cli.app import app
+from ecasweep.store.results import DUPLICATE_OF, read_records
 from ecasweep.spec import load_study
-from ecasweep.storage import open_storage
+from ecasweep.store.storage import open_storage
 
 from conftest import write_study
 
@@ -315,7 +316,7 @@ def _alive(pid: int) -> bool:
 
 FINALISER_SCRIPT = """
 import os, signal, sys, time
-from ecasweep import signals
+from ecasweep.sweep import signals
 signals.install()
 class Finaliser:
     def __del__(self):

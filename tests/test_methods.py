@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from ecasweep import runner
-from ecasweep.attention_timm import INSTALL_HINT
-from ecasweep.cli import app
+from ecasweep.sweep import runner
+from ecasweep.models.timm_attention import INSTALL_HINT
+from ecasweep.cli.app import app
 from ecasweep.report import build_table, render
 from ecasweep.report.efficiency import add_efficiency, paper_table3_row, table3_method
 from ecasweep.report.labels import paper_reference

@@ -20,13 +20,13 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from ecasweep.cli import app
-from ecasweep.params import cell_params, study_distributions
+from ecasweep.cli.app import app
+from ecasweep.store.params import cell_params, study_distributions
 from ecasweep.report import build_table, render
-from ecasweep.results import HASH_ATTR, SPEC_ATTR, cell_attrs, read_records
+from ecasweep.store.results import HASH_ATTR, SPEC_ATTR, cell_attrs, read_records
 from ecasweep.spec import Cell, list_studies, load_study
-from ecasweep.spec_attrs import MAX_ATTR_LENGTH, attr_length, read_spec, spec_attrs, write_spec
-from ecasweep.sweep import stored_spec
+from ecasweep.store.stored_spec import MAX_ATTR_LENGTH, attr_length, read_spec, spec_attrs, write_spec
+from ecasweep.sweep.worker import stored_spec
 
 from conftest import write_study
 

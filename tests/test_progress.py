@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from ecasweep.runner import StudyProgress
+from ecasweep.sweep.runner import StudyProgress
 from ecasweep.spec import load_study
-from ecasweep.storage import open_storage
-from ecasweep.sweep import claim, ensure_cells, open_study
+from ecasweep.store.storage import open_storage
+from ecasweep.sweep.worker import claim, ensure_cells, open_study
 
 from conftest import write_study
 

@@ -13,7 +13,7 @@ from scipy import stats as sst
 
 from ecasweep import report
 from ecasweep.errors import EcasweepError
-from ecasweep.results import SPEC_ATTR, cell_attrs, read_records
+from ecasweep.store.results import SPEC_ATTR, cell_attrs, read_records
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

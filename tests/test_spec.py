@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ecasweep.config import RuntimeConfig, TrialConfig
+from ecasweep.engine.config import RuntimeConfig, TrialConfig
 from ecasweep.errors import SpecError
 from ecasweep.spec import (
     Arm, StudySpec, list_studies, load_study, study_paths,

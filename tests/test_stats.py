@@ -1,4 +1,4 @@
-"""ecasweep.stats agrees with scipy.stats on the same arrays and handles the degenerate cases."""
+"""ecasweep.stats.summary agrees with scipy.stats on the same arrays and handles the degenerate cases."""
 
 import math
 import warnings
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats as sst
 
-from ecasweep import stats
+from ecasweep.stats import summary as stats
 
 A = [91.2, 91.5, 91.4, 90.9]
 B = [90.8, 91.1, 91.3, 90.7]

@@ -14,8 +14,8 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-from ecasweep.cli import app
-from ecasweep.results import read_records
+from ecasweep.cli.app import app
+from ecasweep.store.results import read_records
 
 from conftest import write_study
 
@@ -175,10 +175,10 @@ def test_two_workers_on_postgresql_run_every_cell_once(tmp_path, postgres_url, u
 
 def test_the_dry_run_estimate_does_not_shrink_past_the_cores(monkeypatch):
     """More CPU workers than cores share the cores: 64 workers on 2 cores are no faster than 2."""
-    from ecasweep import estimate
-    from ecasweep.results import TrialRecord
+    from ecasweep.sweep import estimate
+    from ecasweep.store.results import TrialRecord
     from ecasweep.spec import load_study
-    from ecasweep.sweep import Slot
+    from ecasweep.sweep.worker import Slot
 
     monkeypatch.setattr(estimate, "cpu_count", lambda: 2)
     spec = load_study("kernel-size")

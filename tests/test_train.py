@@ -10,9 +10,9 @@ import textwrap
 
 import pytest
 
-from ecasweep.config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
+from ecasweep.engine.config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
 from ecasweep.errors import ConfigError, NonFiniteLossError
-from ecasweep.train import lr_multiplier, make_optimizer, run_trial
+from ecasweep.engine.train import lr_multiplier, make_optimizer, run_trial
 
 
 def synthetic_config(tmp_path=None, epochs=3, lr=0.05, seed=0, attention="eca", **runtime) -> TrialConfig:
@@ -53,8 +53,8 @@ def test_killed_trial_resumes_from_checkpoint_with_identical_metrics(tmp_path):
     config = synthetic_config(epochs=3, checkpoint_dir=str(ckpt))
     script = textwrap.dedent(f"""
         import json, os, signal
-        from ecasweep.config import TrialConfig
-        from ecasweep.train import run_trial
+        from ecasweep.engine.config import TrialConfig
+        from ecasweep.engine.train import run_trial
         config = TrialConfig.from_dict(json.loads({json.dumps(config.to_dict())!r}))
         def stop(epoch, metrics):
             if epoch == 1:
@@ -121,7 +121,7 @@ def test_config_round_trips_and_identity_ignores_runtime(tmp_path):
 def test_fused_sgd_takes_the_same_steps_as_the_reference_loop(nesterov):
     import torch
 
-    from ecasweep.backbones import build_model
+    from ecasweep.models.backbones import build_model
 
     train = TrainConfig(lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=5e-4)
     models = []

@@ -11,10 +11,10 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-from ecasweep import sweep
-from ecasweep.cli import app
-from ecasweep.config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
-from ecasweep.train_command import train_args
+from ecasweep.sweep import worker as sweep
+from ecasweep.cli.app import app
+from ecasweep.engine.config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
+from ecasweep.engine.command import train_args
 
 from conftest import write_study
 

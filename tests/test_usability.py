@@ -9,8 +9,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from ecasweep import train as train_module
-from ecasweep.cli import app
+from ecasweep.engine import train as train_module
+from ecasweep.cli.app import app
 
 from test_hardening import STUDY, nothing_written, refused, study, work  # noqa: F401  (work: fixture)
 

@@ -191,7 +191,7 @@ def _log_path(folder: Path, job: str) -> Path:
 
 def study_jobs(study_name: str, storage_url: str | None = None) -> list[JobStatus]:
     """``job_statuses`` of a stored study, by name (for ``ecasweep status``)."""
-    from ..storage import default_storage_url, load_study, open_storage
+    from ..store.storage import default_storage_url, load_study, open_storage
 
     url = storage_url or default_storage_url()
     return job_statuses(load_study(open_storage(url, create=False), study_name, url))

@@ -26,7 +26,7 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from ..errors import StorageError
-from ..storage import mask_url, normalize_url, sqlite_path
+from ..store.storage import mask_url, normalize_url, sqlite_path
 
 #: set in the environment of the workers an ``ecasweep run`` starts: the host they share
 LOCAL_RUN_ENV = "ECASWEEP_LOCAL_RUN_HOST"

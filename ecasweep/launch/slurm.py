@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import EcasweepError, SpecError
-from ..storage import mask_url, normalize_url
+from ..store.storage import mask_url, normalize_url
 from .shared import check_cluster_storage
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class Submission:
 
 
 def default_job_dir(study_name: str) -> Path:
-    from ..sweep import _safe
+    from ..sweep.worker import _safe
 
     return Path(".ecasweep", "slurm", _safe(study_name)).absolute()
 
@@ -177,10 +177,10 @@ def submit(study_name: str, profile: str = "quick", overrides: Sequence[str] = (
     Everything a user can get wrong (the study, the options, a storage the cluster cannot share,
     no submitit, no SLURM) is refused before anything is written or submitted.
     """
-    from ..data import load_dataset
+    from ..engine.data import load_dataset
     from ..spec import load_study
-    from ..storage import default_storage_url, open_storage
-    from ..sweep import cell_statuses, ensure_cells, open_study, stored_spec
+    from ..store.storage import default_storage_url, open_storage
+    from ..sweep.worker import cell_statuses, ensure_cells, open_study, stored_spec
     from .jobs import record_jobs
 
     spec = load_study(study_name, profile, overrides)
@@ -269,7 +269,7 @@ class SlurmWorker:
     shared_journal: bool = False
 
     def __call__(self) -> dict[str, int]:
-        from .. import signals
+        from ..sweep import signals
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
         signals.install()  # SIGTERM (scancel, time limit, preemption): stop like Ctrl-C
@@ -292,9 +292,9 @@ class SlurmWorker:
     def _work(self) -> dict[str, int]:
         import optuna
 
-        from ..config import RuntimeConfig
-        from ..storage import load_study as load_stored, open_storage
-        from ..sweep import stored_spec, work
+        from ..engine.config import RuntimeConfig
+        from ..store.storage import load_study as load_stored, open_storage
+        from ..sweep.worker import stored_spec, work
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         # Heartbeats and stale-trial handling are marked experimental; resuming relies on them.
@@ -323,8 +323,8 @@ class SlurmWorker:
             log.error("time limit: could not requeue job %s: %s", job, result.stderr.strip())
 
     def _cells_left(self) -> bool:
-        from ..storage import load_study as load_stored, open_storage
-        from ..sweep import cell_statuses, stored_spec
+        from ..store.storage import load_study as load_stored, open_storage
+        from ..sweep.worker import cell_statuses, stored_spec
 
         try:
             study = load_stored(open_storage(self.storage_url, create=False), self.study_name, self.storage_url)
@@ -338,7 +338,7 @@ class SlurmWorker:
 
 
 def _time_up(signum: int, frame: object) -> None:
-    from .. import signals
+    from ..sweep import signals
 
     if signals.stopping() is not None:
         return  # already stopping

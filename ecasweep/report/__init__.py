@@ -81,6 +81,6 @@ from .compare import (  # noqa: F401
 from .plots import (  # noqa: F401
     _figure, plot, _plot_bars, _plot_figure4, _plot_gamma_beta, _plot_search,
 )
-from .claims import (  # noqa: F401
+from .verdicts import (  # noqa: F401
     ClaimRow, ClaimsTable, build_claims, render_claims, render_with_claims,
 )

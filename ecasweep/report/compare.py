@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Sequence
 
-from .. import stats
+from ..stats import summary as stats
 from ..errors import EcasweepError
-from ..results import TrialRecord
+from ..store.results import TrialRecord
 from .labels import arm_label
 from .render import _digits, _fmt, _fmt_p
 from .tables import METRICS, _Cells, _first_metric, _group, _values

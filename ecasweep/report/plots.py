@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import EcasweepError
-from ..results import TrialRecord
+from ..store.results import TrialRecord
 from .labels import KERNEL_ATTENTIONS, _ks, _num
 from .tables import Row, Table, build_table
 

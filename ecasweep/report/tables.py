@@ -6,9 +6,9 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterable, Mapping, Sequence
 
-from .. import stats
+from ..stats import summary as stats
 from ..errors import EcasweepError
-from ..results import TrialRecord, latest_by_cell
+from ..store.results import TrialRecord, latest_by_cell
 from . import efficiency
 from .labels import _formula, _paper_method, _paper_top, arm_label, paper_reference
 

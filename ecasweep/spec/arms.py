@@ -6,8 +6,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from ..catalogue import ADAPTIVE, KERNEL_VARIANTS, VARIANTS, accepted_arguments, check_timm_installed
-from ..catalogue import stage_channels
+from ..models.catalogue import ADAPTIVE, KERNEL_VARIANTS, VARIANTS, accepted_arguments, check_timm_installed
+from ..models.catalogue import stage_channels
 from .schema import ADAPTIVE_ONLY, ARM_ARGS, FLOAT_ARGS, MAX_ARMS, _Invalid, _canonical_json, _suggest
 
 
@@ -153,7 +153,7 @@ def _check_on_stages(arm: Arm, backbones: Sequence[str], width: int | None) -> N
     """
     import torch
 
-    from ..attention import create_attention
+    from ..models.attention import create_attention
 
     for backbone in backbones:
         where = backbone if width is None else f"{backbone} (model.width = {width})"

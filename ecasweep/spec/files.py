@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..catalogue import MissingTimmError
+from ..models.catalogue import MissingTimmError
 from ..errors import SpecError
 from .layers import _Layer, _check_layer, _merge, _parse_override
 from .resolve import _Resolver

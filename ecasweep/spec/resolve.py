@@ -8,8 +8,8 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..catalogue import stage_channels
-from ..config import DataConfig, TrainConfig
+from ..models.catalogue import stage_channels
+from ..engine.config import DataConfig, TrainConfig
 from ..errors import ConfigError, SpecError
 from .arms import Arm, _arm_from_table, _arms_from_grid, _check_on_stages, _make_arm
 from .claims import ClaimSpec, check_margin, claims_from_tables
@@ -67,7 +67,7 @@ class _Resolver:
         elif search.n_trials > MAX_CELLS:
             raise self.error("search.n_trials", f"{search.n_trials:,} trials; at most {MAX_CELLS:,}")
         for name in backbones if width is not None and self.check_models else ():
-            from ..backbones import check_model_size
+            from ..models.backbones import check_model_size
 
             try:
                 check_model_size(name, width=width)

@@ -7,7 +7,7 @@ import difflib
 import json
 from typing import Any, Iterable
 
-from ..config import DataConfig, TrainConfig
+from ..engine.config import DataConfig, TrainConfig
 
 
 LAYOUTS = ("table2", "figure4", "gamma-beta", "search", "table3")

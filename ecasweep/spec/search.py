@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..catalogue import ADAPTIVE, VARIANTS, accepted_arguments
+from ..models.catalogue import ADAPTIVE, VARIANTS, accepted_arguments
 from .arms import _check_keys, _make_arm
 from .schema import ADAPTIVE_ONLY, ARM_ARGS, FLOAT_ARGS, MAX_ARMS, _Invalid, _canonical_json
 

@@ -8,8 +8,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..catalogue import KERNEL_VARIANTS, resolve_kernel_size, stage_channels
-from ..config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
+from ..models.catalogue import KERNEL_VARIANTS, resolve_kernel_size, stage_channels
+from ..engine.config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
 from ..errors import ConfigError, SpecError
 from .arms import Arm, _check_on_stages, _make_arm
 from .claims import ClaimSpec

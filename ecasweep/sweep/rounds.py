@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from . import runner
-from .claims import LOOKS, plan_round
-from .errors import EcasweepError
+from ..stats.sequential import LOOKS, plan_round
+from ..errors import EcasweepError
 from .estimate import estimate_seconds
-from .report.claims import build_claims
-from .spec import load_study
-from .sweep import plan_slots
+from ..report.verdicts import build_claims
+from ..spec import load_study
+from .worker import plan_slots
 
 REASONS = {
     "resolved": "every claim has a verdict",

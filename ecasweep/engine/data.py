@@ -50,7 +50,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torchvision import transforms
 
 from .config import DataConfig
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 
 #: where Debian's ``dataset-fashion-mnist`` package installs the four IDX files
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"

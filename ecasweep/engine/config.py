@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagenet", "imagefolder", "synthetic")
 SCHEDULES = ("step", "cosine", "onecycle", "exponential", "constant")

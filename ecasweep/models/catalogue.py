@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import EcasweepError
+from ..errors import EcasweepError
 
 KernelSize = int | str
 

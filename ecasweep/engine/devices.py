@@ -11,7 +11,7 @@ import os
 
 import torch
 
-from .errors import DeviceError
+from ..errors import DeviceError
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention_timm import TIMM_VARIANTS, TimmAttention
+from .timm_attention import TIMM_VARIANTS, TimmAttention
 
 from .catalogue import (  # noqa: F401  (re-exported: the kernel-size rule is part of this API)
     ADAPTIVE, KernelSize, adaptive_kernel_size, check_gamma as _check_gamma,
@@ -434,7 +434,7 @@ class ECANS(_KernelAttention):
 REGISTRY: dict[str, type[nn.Module]] = {
     cls.name: cls for cls in (Identity, SE, SEVar1, SEVar2, SEVar3, SEGC, ECANS, ECA, CECA, *TIMM_VARIANTS)
 }
-assert list(REGISTRY) == list(VARIANTS), "ecasweep.catalogue.VARIANTS lists the registry's variants in order"
+assert list(REGISTRY) == list(VARIANTS), "ecasweep.models.catalogue.VARIANTS lists the registry's variants in order"
 
 
 def attention_names() -> list[str]:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from .spec.claims import KINDS  # noqa: F401  (re-exported)
+from ..spec.claims import KINDS  # noqa: F401  (re-exported)
 #: verdict code -> name
 VERDICTS = {0: "open", 1: "supported", -1: "contradicted"}
 OPEN, SUPPORTED, CONTRADICTED = 0, 1, -1

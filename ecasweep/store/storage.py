@@ -28,7 +28,7 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
-from .errors import StorageError
+from ..errors import StorageError
 
 DEFAULT_STORAGE = "sqlite:///ecasweep.db"
 #: seconds between heartbeats of a running trial; a trial is stale after GRACE_FACTOR of them

@@ -39,9 +39,9 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from .attention import ADAPTIVE, REGISTRY
+from ..models.attention import ADAPTIVE, REGISTRY
 from .results import cell_attrs
-from .spec import ADAPTIVE_ONLY, ARM_ARGS, Arm, Cell, StudySpec
+from ..spec import ADAPTIVE_ONLY, ARM_ARGS, Arm, Cell, StudySpec
 
 ATTENTION, BACKBONE, SEED = "attention", "backbone", "seed"
 

@@ -54,20 +54,22 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from . import faults, liveness, signals
-from .checkpoint import CheckpointStore
-from .config import RuntimeConfig
-from .devices import cpu_count, resolve_device
-from .errors import EcasweepError, SpecError
-from .launch.jobs import job_attrs
-from .locking import study_lock
-from .params import cell_trial
-from .results import DUPLICATE_OF, FAIL_REASON, HASH_ATTR, TrialRecord, cell_attrs, latest_by_cell, read_records
+from ..engine import faults
+from ..store import liveness
+from . import signals
+from ..engine.checkpoint import CheckpointStore
+from ..engine.config import RuntimeConfig
+from ..engine.devices import cpu_count, resolve_device
+from ..errors import EcasweepError, SpecError
+from ..launch.jobs import job_attrs
+from ..store.locking import study_lock
+from ..store.params import cell_trial
+from ..store.results import DUPLICATE_OF, FAIL_REASON, HASH_ATTR, TrialRecord, cell_attrs, latest_by_cell, read_records
 from .signals import Terminated
-from .spec import Cell, StudySpec
-from .spec_attrs import read_spec, write_spec
-from .storage import heartbeat_interval, mask_url
-from .train import TrialResult, run_trial
+from ..spec import Cell, StudySpec
+from ..store.stored_spec import read_spec, write_spec
+from ..store.storage import heartbeat_interval, mask_url
+from ..engine.train import TrialResult, run_trial
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .errors import EcasweepError
-from .storage import default_storage_url, load_study, open_storage
+from ..errors import EcasweepError
+from ..store.storage import default_storage_url, load_study, open_storage
 
 HOST = "127.0.0.1"
 INSTALL = "pip install 'ecasweep[dashboard]'"

@@ -35,10 +35,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .. import claims as decide
-from .. import stats
+from ..stats import sequential as decide
+from ..stats import summary as stats
 from ..errors import EcasweepError
-from ..results import TrialRecord
+from ..store.results import TrialRecord
 from .labels import _paper_top, arm_label, paper_reference
 from .tables import _group, _values
 

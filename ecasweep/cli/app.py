@@ -23,8 +23,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .config import DataConfig, TrainConfig
-from .errors import EcasweepError
+from ..engine.config import DataConfig, TrainConfig
+from ..errors import EcasweepError
 
 # No locals in tracebacks: they would print storage URLs, passwords included.
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
@@ -45,7 +45,7 @@ NameOpt = typer.Option(None, "--name", help="Optuna study name \\[default: the s
 
 def _version(value: bool) -> None:
     if value:
-        from . import __version__
+        from .. import __version__
 
         sys.stdout.write(f"ecasweep {__version__}\n")
         raise typer.Exit()
@@ -70,13 +70,13 @@ def _user_errors(quiet_interrupt: bool = False, interrupted: str | None = None) 
     try:
         yield
     except EcasweepError as exc:
-        from .storage import mask_url  # imported here: optuna, which it needs, takes 0.3 s
+        from ..store.storage import mask_url  # imported here: optuna, which it needs, takes 0.3 s
 
         # escape: messages hold brackets ("[data]", "ecasweep[postgres]") that are not Rich markup
         err.print(f"[bold red]error:[/] {escape(mask_url(str(exc)))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
     except Exception as exc:
-        from .storage import storage_failure
+        from ..store.storage import storage_failure
 
         failure = storage_failure(exc)
         if failure is None:
@@ -84,7 +84,7 @@ def _user_errors(quiet_interrupt: bool = False, interrupted: str | None = None) 
         err.print(f"[bold red]error:[/] {escape(failure)}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
     except KeyboardInterrupt as exc:
-        from .signals import exit_code
+        from ..sweep.signals import exit_code
 
         if not quiet_interrupt:  # ``interrupted``: the line of a command without trials in a storage
             err.print(interrupted or "[yellow]interrupted[/]: running trials were marked 'interrupted'; "
@@ -177,12 +177,12 @@ def train(
 
     Example: [bold]ecasweep train --backbone resnet-20 --attention eca --k 3 --subset 5000 --epochs 2[/]
     """
-    from .config import RECIPES, ModelConfig, RuntimeConfig, TrialConfig
+    from ..engine.config import RECIPES, ModelConfig, RuntimeConfig, TrialConfig
 
     resume = "; run the same command to resume from the last checkpoint" if checkpoint_dir else ""
     with _user_errors(interrupted=f"[yellow]interrupted[/]{resume}"):
-        from .errors import NonFiniteLossError
-        from .train import run_trial
+        from ..errors import NonFiniteLossError
+        from ..engine.train import run_trial
 
         arm = dict(k=_parse_k(k), gamma=gamma, beta=beta, min_k=min_k, r=r, groups=groups, group_size=group_size,
                    bias=bias, round_to=round_to, spatial_k=spatial_k, extent=extent)
@@ -253,7 +253,7 @@ def list_studies() -> None:
 
     Example: [bold]ecasweep list[/]
     """
-    from .spec import list_studies as load_all
+    from ..spec import list_studies as load_all
 
     with _user_errors():
         specs = load_all(check_models=None)  # the shipped studies' models are checked by the tests
@@ -281,7 +281,7 @@ def show(study: str = typer.Argument(..., help="Study name or path to a .toml fi
     Example: [bold]ecasweep show kernel-size --profile cifar --set seeds=5[/]
       [bold]ecasweep show kernel-size --cell "resnet-8/eca(k=3)/seed=0"[/]
     """
-    from .spec import load_study
+    from ..spec import load_study
 
     with _user_errors():
         spec = load_study(study, profile, set_ or [], check_models=None if cell is None else True)
@@ -304,7 +304,7 @@ def show(study: str = typer.Argument(..., help="Study name or path to a .toml fi
         ks = ["/".join(map(str, spec.kernel_sizes(arm, b) or [])) for b in spec.backbones] if kernels else []
         table.add_row(arm.id, arm.attention, *ks)
     console.print(table)
-    from .spec import alias_notes
+    from ..spec import alias_notes
 
     for line in alias_notes(spec):
         console.print(line, highlight=False)
@@ -353,10 +353,10 @@ def _plural(n: int, word: str) -> str:
 
 def _print_cell_command(spec, key: str) -> None:
     """The train command of one cell on stdout; on stderr, on which device and threads it matches."""
-    from .config import RuntimeConfig
-    from .spec import _suggest
-    from .sweep import plan_slots
-    from .train_command import command_line, train_args
+    from ..engine.config import RuntimeConfig
+    from ..spec import _suggest
+    from ..sweep.worker import plan_slots
+    from ..engine.command import command_line, train_args
 
     if spec.search is not None:
         raise EcasweepError(f"--cell: {spec.name} is a search study; its trials are not cells")
@@ -402,8 +402,8 @@ def run(
     instead of re-weighting its output after the block's last BatchNorm).
     """
     with _user_errors():
-        from . import runner
-        from .launch.shared import mark_local_workers
+        from ..sweep import runner
+        from ..launch.shared import mark_local_workers
 
         _quiet_libraries()
         mark_local_workers()  # the workers it starts share this host (and may share SQLite)
@@ -413,7 +413,7 @@ def run(
                        devices=devices.split(","), workers=workers, checkpoint_dir=checkpoint_dir, console=console)
         resolution = None
         if until_resolved and not dry_run:
-            from .rounds import parse_duration, run_until_resolved
+            from ..sweep.rounds import parse_duration, run_until_resolved
 
             resolution = run_until_resolved(study, max_seeds=max_seeds, budget_s=parse_duration(budget), **options)
             outcome = resolution.outcome
@@ -426,7 +426,7 @@ def run(
         if resolution is not None:
             console.print(resolution.summary, highlight=False)
         elif not no_table:
-            from .rounds import next_step
+            from ..sweep.rounds import next_step
 
             where = [*(["--storage", storage] if storage else []), *(["--name", name] if name else [])]
             line = next_step(study, outcome, profile, set_ or [], devices.split(","), workers, options=where)
@@ -453,10 +453,10 @@ def worker(
     Example: [bold]ecasweep worker kernel-size --storage postgresql://me@db/sweeps --device cuda:0[/]
     """
     with _user_errors(quiet_interrupt=quiet):
-        from . import runner
-        from .launch.shared import check_worker_storage
-        from .signals import watch_parent
-        from .storage import default_storage_url
+        from ..sweep import runner
+        from ..launch.shared import check_worker_storage
+        from ..sweep.signals import watch_parent
+        from ..store.storage import default_storage_url
 
         _quiet_libraries()
         watch_parent()  # started by `run`: stop when it is gone
@@ -506,7 +506,7 @@ def submit(
       [bold]ecasweep status kernel-size --storage postgresql://me@db/sweeps[/]
     """
     with _user_errors():
-        from .launch import slurm
+        from ..launch import slurm
 
         _quiet_libraries()
         given = dict(jobs=jobs, partition=partition, time=time, cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job,
@@ -537,11 +537,11 @@ def status(study: str = typer.Argument(..., help="Study name in the storage."),
     """
     from rich.markup import escape
 
-    from . import runner
+    from ..sweep import runner
 
     _quiet_libraries()
     with _user_errors():
-        from .launch.jobs import study_jobs
+        from ..launch.jobs import study_jobs
 
         statuses = runner.status(study, storage)
         jobs = study_jobs(study, storage)
@@ -581,7 +581,7 @@ def _print_jobs(study: str, jobs) -> None:
 # ------------------------------------------------------------------------------------ reports
 
 def _print_table(study, spec_dict, records, fmt: str = "rich", output: Path | None = None, **options) -> None:
-    from .report import build_claims, build_table, render, render_with_claims
+    from ..report import build_claims, build_table, render, render_with_claims
 
     claims_only = options.pop("claims_only", False)
     table = build_table(spec_dict, records, **options)
@@ -616,7 +616,7 @@ def table(
 
     Example: [bold]ecasweep table kernel-size --format latex --output table.tex[/]
     """
-    from . import runner
+    from ..sweep import runner
 
     _quiet_libraries()
     with _user_errors():
@@ -675,8 +675,8 @@ def compare(
 
     Example: [bold]ecasweep compare kernel-size "eca(k=3)" "se(r=16)"[/]
     """
-    from . import runner
-    from .report import compare_arms, render_comparison
+    from ..sweep import runner
+    from ..report import compare_arms, render_comparison
 
     _quiet_libraries()
     with _user_errors():
@@ -699,8 +699,8 @@ def plot(
 
     Example: [bold]ecasweep plot kernel-size --output fig4.png[/]
     """
-    from . import runner
-    from .report import plot as draw
+    from ..sweep import runner
+    from ..report import plot as draw
 
     _quiet_libraries()
     with _user_errors():
@@ -723,7 +723,7 @@ def dashboard(
 
     Example: [bold]ecasweep dashboard kernel-size --port 8080[/], then open the address it prints
     """
-    from .dashboard import serve
+    from ..report.dashboard import serve
 
     _quiet_libraries()
     with _user_errors():  # Ctrl-C stops the server, which then returns: exit code 0
@@ -746,7 +746,7 @@ BenchJsonOpt = typer.Option(False, "--json", help="Print the results as one JSON
 
 
 def _bench(names: tuple[str, ...], quick: bool, device: str, as_json: bool) -> None:
-    from .bench import ratios, render, run_all
+    from ..bench import ratios, render, run_all
 
     _quiet_libraries()
     with _user_errors():
@@ -767,7 +767,7 @@ def bench_all(ctx: typer.Context, quick: bool = BenchQuickOpt, device: str = Ben
     Example: [bold]ecasweep bench --json > bench.json[/]
     """
     if ctx.invoked_subcommand is None:
-        from .bench import BENCHMARKS
+        from ..bench import BENCHMARKS
 
         _bench(BENCHMARKS, quick, device, as_json)
 

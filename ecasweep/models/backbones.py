@@ -45,8 +45,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models.mobilenetv2 import InvertedResidual
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet, conv3x3
 
-from ecasweep.attention import KERNEL_VARIANTS, create_attention, is_attention
-from ecasweep.catalogue import (  # noqa: F401  (re-exported)
+from ecasweep.models.attention import KERNEL_VARIANTS, create_attention, is_attention
+from ecasweep.models.catalogue import (  # noqa: F401  (re-exported)
     CIFAR_WIDTH, IMAGENET_RESNETS, MOBILENET_V2_SETTINGS, OFFICIAL, backbone_names, backbone_shape, cifar_depth,
     cifar_width, mobilenet_width, stage_channels,
 )

@@ -8,12 +8,12 @@ from typing import Sequence
 
 import torch
 
-from .backbones import build_model
-from .data import load_dataset
-from .devices import cpu_count
-from .results import TrialRecord
-from .spec import Cell, StudySpec
-from .train import make_optimizer
+from ..models.backbones import build_model
+from ..engine.data import load_dataset
+from ..engine.devices import cpu_count
+from ..store.results import TrialRecord
+from ..spec import Cell, StudySpec
+from ..engine.train import make_optimizer
 
 PROBE_STEPS = 3
 

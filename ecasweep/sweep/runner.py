@@ -17,13 +17,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn
 from rich.table import Table
 
-from .config import RuntimeConfig
-from .data import load_dataset
-from .devices import cpu_count
-from .results import SPEC_ATTR, TrialRecord, read_records
-from .spec import Arm, Cell, StudySpec, load_study
-from .storage import default_storage_url, load_study as load_stored, normalize_url, open_storage, sqlite_path
-from .sweep import (INTERRUPTED, CellStatus, cell_statuses, default_checkpoint_dir, ensure_cells, extended,
+from ..engine.config import RuntimeConfig
+from ..engine.data import load_dataset
+from ..engine.devices import cpu_count
+from ..store.results import SPEC_ATTR, TrialRecord, read_records
+from ..spec import Arm, Cell, StudySpec, load_study
+from ..store.storage import default_storage_url, load_study as load_stored, normalize_url, open_storage, sqlite_path
+from .worker import (INTERRUPTED, CellStatus, cell_statuses, default_checkpoint_dir, ensure_cells, extended,
                     open_study, plan_slots, run_workers, stored_spec, work)
 
 
@@ -221,7 +221,7 @@ def _expected_seconds(study: optuna.Study, spec: StudySpec, n_workers: int,
     """Seconds per trial of each (backbone, arm): the finished trials' median, else (with ``probe``)
     the dry run's probe of one arm per backbone that has no finished trial (a few training steps)."""
     from .estimate import pair_seconds
-    from .sweep import Slot
+    from .worker import Slot
 
     if spec.search is not None:
         return {}
@@ -316,7 +316,7 @@ def _print_plan(study: optuna.Study | None, spec: StudySpec, slots, console: Con
         states[s.state] = states.get(s.state, 0) + 1
     if len(statuses) > PLAN_ROWS:
         console.print(", ".join(f"{state}: {n:,}" for state, n in sorted(states.items())))
-    from .spec import alias_notes
+    from ..spec import alias_notes
 
     for line in alias_notes(spec):
         console.print(line, highlight=False)

@@ -29,13 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import __version__
-from .backbones import build_model, check_model_size, summarize
+from .. import __version__
+from ..models.backbones import build_model, check_model_size, summarize
 from .checkpoint import CheckpointStore
 from .config import TrainConfig, TrialConfig
 from .data import load_dataset
 from .devices import autocast_dtype, resolve_device
-from .errors import NonFiniteLossError
+from ..errors import NonFiniteLossError
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 

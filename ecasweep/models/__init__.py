@@ -1,0 +1,11 @@
+"""Models: the channel-attention variants, the backbones they are placed in, and the catalogue.
+
+- ``catalogue``: the torch-free facts (variant names, their arguments and defaults, Eq. 12's adaptive
+  kernel size, each backbone's stage channels), read by ``spec`` and by ``list``/``show``;
+- ``attention``: every variant of the paper's Table 2 behind one registry (``create_attention``);
+- ``timm_attention``: thin adapters to timm's attention modules (Table 3's other methods);
+- ``backbones``: CIFAR and ImageNet ResNets and MobileNetV2 from torchvision with attention injected.
+
+Imports: ``errors`` only. Nothing in ``models`` knows of studies, storage or training.
+A new attention module goes in ``attention`` (and its name, arguments and defaults in ``catalogue``).
+"""
