@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from ecasweep.engine import data as D
 from ecasweep.engine.checkpoint import CheckpointStore
 from ecasweep.cli.app import app
-from ecasweep.sweep.worker import default_checkpoint_dir
+from ecasweep.sweep.slots import default_checkpoint_dir
 
 runner = CliRunner()
 

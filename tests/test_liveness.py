@@ -23,6 +23,8 @@ from typer.testing import CliRunner
 
 from ecasweep.store import liveness
 from ecasweep.sweep import worker as sweep
+from ecasweep.sweep.cells import claim, ensure_cells
+from ecasweep.sweep.study import open_study, stored_spec
 from ecasweep.cli.app import app
 from ecasweep.store.results import DUPLICATE_OF, read_records
 from ecasweep.spec import load_study
@@ -54,8 +56,8 @@ def _orphan_every_cell(study_file: Path, storage_url: str) -> None:
     versions: every cell's trial RUNNING, and no heartbeat at all."""
     spec = load_study(str(study_file))
     storage = open_storage(storage_url)
-    study = sweep.open_study(spec, storage, url=storage_url)
-    sweep.ensure_cells(study, spec, retry_failed=True)
+    study = open_study(spec, storage, url=storage_url)
+    ensure_cells(study, spec, retry_failed=True)
     for trial in study.get_trials(states=(TrialState.WAITING,)):
         assert storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING)
     assert len(liveness.running(study)) == len(spec.cells())
@@ -106,11 +108,11 @@ def test_a_waiting_worker_keeps_saying_which_cell_where_and_how_old_its_heartbea
     storage_url = f"sqlite:///{tmp_path / 'w.db'}"
     spec = load_study(str(study_file))
     storage = open_storage(storage_url)
-    study = sweep.open_study(spec, storage, url=storage_url)
-    sweep.ensure_cells(study, spec, retry_failed=True)
+    study = open_study(spec, storage, url=storage_url)
+    ensure_cells(study, spec, retry_failed=True)
     # A live worker elsewhere holds one cell and beats until the waiting worker has said three
     # times that it waits for it; then it dies.
-    held = sweep.claim(study)
+    held = claim(study)
     held.set_user_attr("worker", "node7:4242")
     stop, said = threading.Event(), []
     real_report = sweep._WaitReport.__call__
@@ -382,8 +384,8 @@ def test_processes_opening_a_new_study_at_once_never_read_half_a_spec(tmp_path, 
 
     def open_and_read():
         try:
-            study = sweep.open_study(spec, open_storage(url), url=url)
-            results.append(sweep.stored_spec(study))
+            study = open_study(spec, open_storage(url), url=url)
+            results.append(stored_spec(study))
         except Exception as e:  # noqa: BLE001 - the assertion below shows it
             results.append(e)
 

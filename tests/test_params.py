@@ -26,7 +26,7 @@ from ecasweep.report import build_table, render
 from ecasweep.store.results import HASH_ATTR, SPEC_ATTR, cell_attrs, read_records
 from ecasweep.spec import Cell, list_studies, load_study
 from ecasweep.store.stored_spec import MAX_ATTR_LENGTH, attr_length, read_spec, spec_attrs, write_spec
-from ecasweep.sweep.worker import stored_spec
+from ecasweep.sweep.study import stored_spec
 
 from conftest import write_study
 

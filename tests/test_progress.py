@@ -9,7 +9,8 @@ from rich.console import Console
 from ecasweep.sweep.runner import StudyProgress
 from ecasweep.spec import load_study
 from ecasweep.store.storage import open_storage
-from ecasweep.sweep.worker import claim, ensure_cells, open_study
+from ecasweep.sweep.cells import claim, ensure_cells
+from ecasweep.sweep.study import open_study
 
 from conftest import write_study
 

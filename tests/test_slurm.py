@@ -19,14 +19,17 @@ from typer.testing import CliRunner
 
 from ecasweep.cli.app import app
 from ecasweep.engine.config import RuntimeConfig
-from ecasweep.launch.jobs import JOBS_ATTR, _parse_sacct, _parse_scontrol, job_attrs
+from ecasweep.launch.jobs import JOBS_ATTR, _parse_sacct, _parse_scontrol
+from ecasweep.sweep.identity import job_attrs
 from ecasweep.launch.shared import LOCAL_RUN_ENV, check_worker_storage
 from ecasweep.launch.slurm import SlurmOptions
 from ecasweep.errors import SpecError, StorageError
 from ecasweep.store.results import read_records
 from ecasweep.spec import load_study
 from ecasweep.store.storage import open_storage
-from ecasweep.sweep.worker import ensure_cells, open_study, work
+from ecasweep.sweep.cells import ensure_cells
+from ecasweep.sweep.study import open_study
+from ecasweep.sweep.worker import work
 
 from conftest import write_study
 

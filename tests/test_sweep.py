@@ -178,7 +178,7 @@ def test_the_dry_run_estimate_does_not_shrink_past_the_cores(monkeypatch):
     from ecasweep.sweep import estimate
     from ecasweep.store.results import TrialRecord
     from ecasweep.spec import load_study
-    from ecasweep.sweep.worker import Slot
+    from ecasweep.sweep.slots import Slot
 
     monkeypatch.setattr(estimate, "cpu_count", lambda: 2)
     spec = load_study("kernel-size")

@@ -11,7 +11,7 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-from ecasweep.sweep import worker as sweep
+from ecasweep.sweep import slots
 from ecasweep.cli.app import app
 from ecasweep.engine.config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
 from ecasweep.engine.command import train_args
@@ -22,7 +22,7 @@ runner = CliRunner()
 
 
 def test_show_cell_prints_a_train_command_with_the_cells_result(tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep, "cpu_count", lambda: 1)  # one single-threaded CPU worker, in this process
+    monkeypatch.setattr(slots, "cpu_count", lambda: 1)  # one single-threaded CPU worker, in this process
     path = write_study(tmp_path, name="rerun", seeds=1, size=256, epochs=1, ks="[3]")
     storage = f"sqlite:///{tmp_path / 'rerun.db'}"
     ran = runner.invoke(app, ["run", str(path), "--storage", storage, "--devices", "cpu", "--no-table",

@@ -355,7 +355,7 @@ def _print_cell_command(spec, key: str) -> None:
     """The train command of one cell on stdout; on stderr, on which device and threads it matches."""
     from ..engine.config import RuntimeConfig
     from ..spec import _suggest
-    from ..sweep.worker import plan_slots
+    from ..sweep.slots import plan_slots
     from ..engine.command import command_line, train_args
 
     if spec.search is not None:

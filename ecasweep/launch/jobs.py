@@ -1,17 +1,11 @@
-"""Which SLURM job is doing what: the job a trial ran in, and where a study's jobs stand.
+"""Where a study's SLURM jobs stand.
 
-A worker in a SLURM job records in the user attributes of every trial it claims the job
-(``slurm_job``: ``12345``, or ``12345_3`` for task 3 of an array), the array task
-(``slurm_array_task``), the node (``slurm_node``) and, for a requeued job, how often it was
-requeued (``slurm_restarts``). ``ecasweep submit`` lists the jobs it submitted for a study in the
+A worker in a SLURM job records its job in every trial it claims (``sweep.identity``).
+``ecasweep submit`` lists the jobs it submitted for a study in the
 study's user attribute ``slurm_jobs``; ``job_statuses`` asks SLURM where each stands: ``sacct``
 where the cluster keeps accounting, else ``scontrol`` (which knows jobs until a few minutes after
 they end), else the files submitit left in the job folder.
 
-Example:
-    >>> job_attrs({"SLURM_JOB_ID": "13", "SLURM_ARRAY_JOB_ID": "12", "SLURM_ARRAY_TASK_ID": "1",
-    ...            "SLURMD_NODENAME": "gpu07"})
-    {'slurm_job': '12_1', 'slurm_node': 'gpu07', 'slurm_array_task': 1}
 """
 
 from __future__ import annotations
@@ -23,7 +17,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+
 
 import optuna
 from optuna.trial import TrialState
@@ -42,21 +36,6 @@ _STATES = {
 }
 _ENDED_BADLY = ("failed", "cancelled", "timeout", "preempted", "ended")
 _QUERY_TIMEOUT = 30
-
-
-def job_attrs(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The SLURM job, array task and node of this process; empty outside SLURM."""
-    env = os.environ if environ is None else environ
-    if "SLURM_JOB_ID" not in env:
-        return {}
-    array, task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
-    attrs: dict[str, Any] = {"slurm_job": f"{array}_{task}" if array and task else env["SLURM_JOB_ID"],
-                             "slurm_node": env.get("SLURMD_NODENAME") or env.get("HOSTNAME", "")}
-    if array and task:
-        attrs["slurm_array_task"] = int(task)
-    if env.get("SLURM_RESTART_COUNT", "0") not in ("", "0"):
-        attrs["slurm_restarts"] = int(env["SLURM_RESTART_COUNT"])
-    return attrs
 
 
 def record_jobs(study: optuna.Study, jobs: list[str], folder: str | os.PathLike) -> None:

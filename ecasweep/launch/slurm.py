@@ -161,7 +161,7 @@ class Submission:
 
 
 def default_job_dir(study_name: str) -> Path:
-    from ..sweep.worker import _safe
+    from ..sweep.slots import _safe
 
     return Path(".ecasweep", "slurm", _safe(study_name)).absolute()
 
@@ -180,7 +180,8 @@ def submit(study_name: str, profile: str = "quick", overrides: Sequence[str] = (
     from ..engine.data import load_dataset
     from ..spec import load_study
     from ..store.storage import default_storage_url, open_storage
-    from ..sweep.worker import cell_statuses, ensure_cells, open_study, stored_spec
+    from ..sweep.cells import cell_statuses, ensure_cells
+    from ..sweep.study import open_study, stored_spec
     from .jobs import record_jobs
 
     spec = load_study(study_name, profile, overrides)
@@ -294,7 +295,8 @@ class SlurmWorker:
 
         from ..engine.config import RuntimeConfig
         from ..store.storage import load_study as load_stored, open_storage
-        from ..sweep.worker import stored_spec, work
+        from ..sweep.study import stored_spec
+        from ..sweep.worker import work
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         # Heartbeats and stale-trial handling are marked experimental; resuming relies on them.
@@ -324,7 +326,8 @@ class SlurmWorker:
 
     def _cells_left(self) -> bool:
         from ..store.storage import load_study as load_stored, open_storage
-        from ..sweep.worker import cell_statuses, stored_spec
+        from ..sweep.cells import cell_statuses
+        from ..sweep.study import stored_spec
 
         try:
             study = load_stored(open_storage(self.storage_url, create=False), self.study_name, self.storage_url)

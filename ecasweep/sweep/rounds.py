@@ -27,7 +27,7 @@ from ..errors import EcasweepError
 from .estimate import estimate_seconds
 from ..report.verdicts import build_claims
 from ..spec import load_study
-from .worker import plan_slots
+from .slots import plan_slots
 
 REASONS = {
     "resolved": "every claim has a verdict",

@@ -23,8 +23,10 @@ from ..engine.devices import cpu_count
 from ..store.results import SPEC_ATTR, TrialRecord, read_records
 from ..spec import Arm, Cell, StudySpec, load_study
 from ..store.storage import default_storage_url, load_study as load_stored, normalize_url, open_storage, sqlite_path
-from .worker import (INTERRUPTED, CellStatus, cell_statuses, default_checkpoint_dir, ensure_cells, extended,
-                    open_study, plan_slots, run_workers, stored_spec, work)
+from .cells import INTERRUPTED, CellStatus, cell_statuses, ensure_cells
+from .slots import default_checkpoint_dir, plan_slots, run_workers
+from .study import extended, open_study, stored_spec
+from .worker import work
 
 
 @dataclass
@@ -221,7 +223,7 @@ def _expected_seconds(study: optuna.Study, spec: StudySpec, n_workers: int,
     """Seconds per trial of each (backbone, arm): the finished trials' median, else (with ``probe``)
     the dry run's probe of one arm per backbone that has no finished trial (a few training steps)."""
     from .estimate import pair_seconds
-    from .worker import Slot
+    from .slots import Slot
 
     if spec.search is not None:
         return {}

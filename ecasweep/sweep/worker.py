@@ -35,19 +35,11 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -55,198 +47,24 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from ..engine import faults
-from ..store import liveness
-from . import signals
 from ..engine.checkpoint import CheckpointStore
 from ..engine.config import RuntimeConfig
-from ..engine.devices import cpu_count, resolve_device
-from ..errors import EcasweepError, SpecError
-from ..launch.jobs import job_attrs
-from ..store.locking import study_lock
-from ..store.params import cell_trial
-from ..store.results import DUPLICATE_OF, FAIL_REASON, HASH_ATTR, TrialRecord, cell_attrs, latest_by_cell, read_records
-from .signals import Terminated
-from ..spec import Cell, StudySpec
-from ..store.stored_spec import read_spec, write_spec
-from ..store.storage import heartbeat_interval, mask_url
 from ..engine.train import TrialResult, run_trial
+from ..errors import EcasweepError
+from ..spec import Cell, StudySpec
+from ..store import liveness
+from ..store.results import DUPLICATE_OF, cell_attrs
+from ..store.storage import heartbeat_interval
+from .cells import INTERRUPTED, _finish_failed, cell_statuses, claim, ensure_cells
+from .identity import worker_attrs
+from .slots import POLL_SECONDS
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED = "interrupted"
-POLL_SECONDS = 1.0
 #: how often a waiting worker says again what it waits for
 WAIT_REPORT_SECONDS = 30.0
 #: metrics kept out of the stored user attributes (large, or stored elsewhere)
 _NOT_STORED = ("history",)
-
-
-@dataclass(frozen=True)
-class CellStatus:
-    """Where one cell stands: done, running, waiting, failed or todo."""
-
-    cell: Cell
-    state: str
-    record: TrialRecord | None = None
-
-    @property
-    def reason(self) -> str | None:
-        if self.state != "failed" or self.record is None:
-            return None
-        return self.record.fail_reason or "stale: its worker stopped without a word"
-
-
-_STATE_NAMES = {"COMPLETE": "done", "RUNNING": "running", "WAITING": "waiting", "FAIL": "failed", "PRUNED": "done"}
-
-
-# ----------------------------------------------------------------------------------------- studies
-
-def open_study(spec: StudySpec, storage: BaseStorage, name: str | None = None, url: str = "") -> optuna.Study:
-    """Create the study, or load it and check it was run with the same recipe.
-
-    Raising the number of seeds extends a study; any other difference in what changes results is
-    refused with the differences named, unless another study name is given.
-    """
-    name = name or spec.name
-    study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
-                                load_if_exists=True, **_search_strategy(spec))
-    # The spec is several attributes written one by one: a process that read them while another
-    # writes would see half a spec. Writers and readers take the study's lock (``locking``).
-    with study_lock(study):
-        _check_or_write_spec(study, spec, name, url)
-    return study
-
-
-def _check_or_write_spec(study: optuna.Study, spec: StudySpec, name: str, url: str) -> None:
-    stored = read_spec(study.user_attrs)
-    if stored is None:
-        study.set_user_attr(HASH_ATTR, spec.results_hash())
-        write_spec(study, spec.to_dict())
-        return
-    if study.user_attrs.get(HASH_ATTR) != spec.results_hash():
-        differences = "; ".join(spec.diff(stored)) or "the recipe"
-        where = f" in {mask_url(url)}" if url else ""
-        raise SpecError(f"study {name!r}{where} was run with another recipe ({differences}); "
-                        f"resume with the same settings, or start a new study with --name")
-    # Seeds only grow; what does not change results (claims, margins, descriptions) follows the
-    # study file, so that `table` shows the claims as they now read.
-    merged = extended(spec, StudySpec.from_dict(stored))
-    if _canonical(merged.to_dict()) != _canonical(stored):
-        write_spec(study, merged.to_dict())
-
-
-def extended(spec: StudySpec, stored: StudySpec) -> StudySpec:
-    """``spec`` with the seeds of ``stored`` where it had more: a plan never shrinks a study.
-
-    >>> from ecasweep.spec import load_study
-    >>> small, big = load_study("table2", overrides=["seeds=1"]), load_study("table2", overrides=["seeds=3"])
-    >>> extended(small, big).seeds
-    3
-    """
-    extra = dict(stored.extra_seeds)
-    for key, n in spec.extra_seeds.items():
-        extra[key] = max(n, extra.get(key, 0))
-    return dataclasses.replace(spec, seeds=max(spec.seeds, stored.seeds), extra_seeds=extra)
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def stored_spec(study: optuna.Study) -> StudySpec:
-    """The spec a study was created with (how workers on other machines learn the recipe)."""
-    with study_lock(study):  # never half of a spec another process is writing
-        stored = read_spec(study.user_attrs)
-    if stored is None:
-        raise EcasweepError(f"study {study.study_name!r} was not created by ecasweep (no spec stored)")
-    return StudySpec.from_dict(stored)
-
-
-def _search_strategy(spec: StudySpec) -> dict[str, Any]:
-    if spec.search is None:
-        return {}
-    sampler = optuna.samplers.TPESampler(constant_liar=True) if spec.search.sampler == "tpe" \
-        else optuna.samplers.RandomSampler()
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1) \
-        if spec.search.pruner == "median" else optuna.pruners.NopPruner()
-    return {"sampler": sampler, "pruner": pruner}
-
-
-# ------------------------------------------------------------------------------------------- cells
-
-def cell_statuses(study: optuna.Study, spec: StudySpec) -> list[CellStatus]:
-    """The state of every planned cell, from the trials in the study."""
-    latest = latest_by_cell(read_records(study))
-    statuses = []
-    for cell in spec.cells():
-        record = latest.get(cell.key)
-        statuses.append(CellStatus(cell, _STATE_NAMES[record.state] if record else "todo", record))
-    return statuses
-
-
-def ensure_cells(study: optuna.Study, spec: StudySpec, retry_failed: bool,
-                 watch: liveness.StaleWatch | None = None) -> int:
-    """Enqueue a WAITING trial for each cell that needs one; returns how many were enqueued.
-
-    Stale trials are failed first (``liveness``). Cells whose worker died (stale) or was
-    interrupted are always enqueued again; cells that failed with an error only when
-    ``retry_failed`` (at the start of a run), so a failing cell does not loop within one run. One
-    process at a time enqueues (``locking.study_lock``), so no cell gets two trials.
-    """
-    liveness.fail_stale(study, watch)
-    with study_lock(study):
-        return _enqueue_missing(study, spec, retry_failed)
-
-
-def _enqueue_missing(study: optuna.Study, spec: StudySpec, retry_failed: bool) -> int:
-    enqueued = 0
-    # Longest first (deeper backbones), so that parallel workers do not end on one long straggler.
-    for status in sorted(cell_statuses(study, spec), key=lambda s: -_depth(s.cell.backbone)):
-        retry = status.state == "failed" and (retry_failed or status.record.fail_reason in (None, INTERRUPTED))
-        if status.state == "todo" or retry:
-            cell = status.cell
-            study.add_trial(cell_trial(spec, cell))  # enqueued, its factors as parameters (params.py)
-            enqueued += 1
-    return enqueued
-
-
-def _depth(backbone: str) -> int:
-    digits = "".join(c for c in backbone.rsplit("-", 1)[-1] if c.isdigit())
-    return int(digits) if digits else 0
-
-
-def claim(study: optuna.Study) -> optuna.trial.Trial | None:
-    """Take one WAITING trial for this worker, or None when there is none left.
-
-    The first heartbeat is recorded before the trial moves to RUNNING, so that a worker killed
-    between the two steps leaves a trial that turns stale (``liveness``), never one that stays
-    RUNNING forever. Moving WAITING to RUNNING succeeds for exactly one caller.
-    """
-    storage = study._storage
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        try:
-            liveness.beat(storage, frozen._trial_id)
-            if not storage.set_trial_state_values(frozen._trial_id, TrialState.RUNNING):
-                continue
-        except UpdateFinishedTrialError:
-            continue
-        trial = optuna.trial.Trial(study, frozen._trial_id)
-        try:
-            if faults.armed("claimed"):
-                faults.kill()
-            cell = frozen.user_attrs.get("cell")
-            rivals = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE))
-                      if t.user_attrs.get("cell") == cell and t.number != frozen.number
-                      and DUPLICATE_OF not in t.user_attrs]
-            if rivals:
-                storage.set_trial_user_attr(frozen._trial_id, DUPLICATE_OF, min(rivals))
-                storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
-                continue
-        except KeyboardInterrupt:  # a stop right after the claim: resumable at once, not stale later
-            _finish_failed(study, trial, INTERRUPTED)
-            raise
-        return trial
-    return None
 
 
 class _Heartbeat:
@@ -324,14 +142,6 @@ def _record_result(study: optuna.Study, trial: optuna.trial.Trial, result: Trial
     return False
 
 
-def _finish_failed(study: optuna.Study, trial: optuna.trial.Trial, reason: str) -> None:
-    try:
-        trial.set_user_attr(FAIL_REASON, reason[:500])
-        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-    except UpdateFinishedTrialError:  # finished meanwhile (stored, or marked stale by another worker)
-        pass
-
-
 def run_claimed(study: optuna.Study, trial: optuna.trial.Trial, config, objective: str = "top1",
                 prune: bool = False, on_event: Event | None = None) -> str:
     """Run one claimed trial to the end and record it; returns its final state name.
@@ -354,8 +164,8 @@ def _run_and_record(study: optuna.Study, trial: optuna.trial.Trial, config, obje
     runtime = config.runtime
     # Checkpoints outlive training until the result is stored (cleared below).
     config = dataclasses.replace(config, runtime=dataclasses.replace(runtime, keep_checkpoints=True))
-    for key, value in {"worker": f"{socket.gethostname()}:{os.getpid()}", **job_attrs()}.items():
-        trial.set_user_attr(key, value)  # and the SLURM job, array task and node (launch.jobs)
+    for key, value in worker_attrs().items():
+        trial.set_user_attr(key, value)  # host:pid, and the SLURM job, array task and node
     emit("start", {"number": trial.number, "cell": trial.user_attrs.get("cell", ""), "epochs": config.train.epochs})
 
     def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
@@ -501,92 +311,3 @@ def suggest(trial: optuna.trial.Trial, space: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-# ---------------------------------------------------------------------------------- orchestration
-
-@dataclass
-class Slot:
-    """One worker: its device and its share of the CPU threads."""
-
-    device: str
-    threads: int
-
-
-#: more worker processes than this on one machine is a typo (each imports PyTorch and holds a model)
-MAX_WORKERS = 256
-
-
-def plan_slots(devices: Sequence[str] | None, workers: int | None) -> list[Slot]:
-    """Worker slots: one per listed device (``cpu,cpu`` is two CPU workers), or ``workers`` workers
-    on the one device given; ``auto`` is one worker per GPU, else the CPU. CPU threads are split
-    between CPU workers. ``workers`` None or 0 on a lone CPU means one single-threaded worker per
-    core: small CIFAR-style models use one core better than two (see docs/performance.md)."""
-    names = [d.strip() for d in (devices or ["auto"]) if d.strip()] or ["auto"]
-    if workers is not None and not 0 <= workers <= MAX_WORKERS or len(names) > MAX_WORKERS:
-        raise SpecError(f"--workers: expected 0 (one per core on the CPU, one per GPU) to {MAX_WORKERS} "
-                        f"worker processes, got {workers if workers else len(names)}")
-    if names == ["auto"]:
-        device = resolve_device("auto")
-        if device.type == "cuda":
-            import torch
-
-            names = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-        else:
-            names = [device.type]
-    if not workers and names == ["cpu"]:
-        workers = cpu_count()
-    if workers and workers > 1:
-        if len(names) != 1:
-            raise SpecError("--workers N repeats one device; with several --devices, list one per worker")
-        names = names * workers
-    for name in names:
-        resolve_device(name)  # refuse a device that does not exist before any worker starts
-    n_cpu = sum(1 for n in names if n == "cpu")
-    cpu_threads = max(1, cpu_count() // max(1, n_cpu))
-    return [Slot(n, cpu_threads if n == "cpu" else max(1, cpu_count() // len(names))) for n in names]
-
-
-def worker_command(study_name: str, slot: Slot, checkpoint_dir: str) -> list[str]:
-    """The command line of one worker. The storage URL is not on it: it goes in the worker's
-    environment (``worker_env``), since every local user can read a process's arguments (``ps``)
-    and the URL may hold a password."""
-    return [sys.executable, "-m", "ecasweep", "worker", study_name, "--device", slot.device,
-            "--threads", str(slot.threads), "--checkpoint-dir", checkpoint_dir, "--quiet"]
-
-
-def worker_env(url: str) -> dict[str, str]:
-    return {**os.environ, "ECASWEEP_STORAGE": url}
-
-
-def run_workers(study: optuna.Study, url: str, slots: list[Slot], checkpoint_dir: str,
-                on_poll: Callable[[], None] | None = None) -> list[int]:
-    """Start one ``ecasweep worker`` process per slot and wait; returns their exit codes.
-
-    On Ctrl-C or SIGTERM the workers are sent the same signal, which marks their trials
-    interrupted, and this waits for them before re-raising: no worker outlives ``run``.
-    """
-    env = {**worker_env(url), signals.PARENT_ENV: str(os.getpid())}  # a worker stops if this process dies
-    procs = [subprocess.Popen(worker_command(study.study_name, slot, checkpoint_dir), env=env) for slot in slots]
-    try:
-        while any(p.poll() is None for p in procs):
-            if on_poll:
-                on_poll()
-            time.sleep(POLL_SECONDS)
-    except KeyboardInterrupt as exc:
-        sig = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(sig)
-        for p in procs:
-            p.wait()
-        raise
-    return [p.returncode for p in procs]
-
-
-def default_checkpoint_dir(study_name: str) -> str:
-    return str(Path(os.environ.get("ECASWEEP_CHECKPOINTS", ".ecasweep/checkpoints")) / _safe(study_name))
-
-
-def _safe(name: str) -> str:
-    """``name`` as one plain path component: never empty, ``.``, ``..``, absolute or nested."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".")
-    return safe or "study"

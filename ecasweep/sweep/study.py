@@ -1,0 +1,93 @@
+"""Opening a study: created with its spec, or loaded and checked against the spec it was run with.
+
+A study stores the resolved spec it was created with (``store.stored_spec``) and the hash of what
+changes results; resuming with another recipe is refused with the differences named, and raising
+the number of seeds extends the plan (a plan never shrinks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+
+from ..errors import EcasweepError, SpecError
+from ..spec import StudySpec
+from ..store.locking import study_lock
+from ..store.results import HASH_ATTR
+from ..store.storage import mask_url
+from ..store.stored_spec import read_spec, write_spec
+
+
+def open_study(spec: StudySpec, storage: BaseStorage, name: str | None = None, url: str = "") -> optuna.Study:
+    """Create the study, or load it and check it was run with the same recipe.
+
+    Raising the number of seeds extends a study; any other difference in what changes results is
+    refused with the differences named, unless another study name is given.
+    """
+    name = name or spec.name
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
+                                load_if_exists=True, **_search_strategy(spec))
+    # The spec is several attributes written one by one: a process that read them while another
+    # writes would see half a spec. Writers and readers take the study's lock (``locking``).
+    with study_lock(study):
+        _check_or_write_spec(study, spec, name, url)
+    return study
+
+
+def _check_or_write_spec(study: optuna.Study, spec: StudySpec, name: str, url: str) -> None:
+    stored = read_spec(study.user_attrs)
+    if stored is None:
+        study.set_user_attr(HASH_ATTR, spec.results_hash())
+        write_spec(study, spec.to_dict())
+        return
+    if study.user_attrs.get(HASH_ATTR) != spec.results_hash():
+        differences = "; ".join(spec.diff(stored)) or "the recipe"
+        where = f" in {mask_url(url)}" if url else ""
+        raise SpecError(f"study {name!r}{where} was run with another recipe ({differences}); "
+                        f"resume with the same settings, or start a new study with --name")
+    # Seeds only grow; what does not change results (claims, margins, descriptions) follows the
+    # study file, so that `table` shows the claims as they now read.
+    merged = extended(spec, StudySpec.from_dict(stored))
+    if _canonical(merged.to_dict()) != _canonical(stored):
+        write_spec(study, merged.to_dict())
+
+
+def extended(spec: StudySpec, stored: StudySpec) -> StudySpec:
+    """``spec`` with the seeds of ``stored`` where it had more: a plan never shrinks a study.
+
+    >>> from ecasweep.spec import load_study
+    >>> small, big = load_study("table2", overrides=["seeds=1"]), load_study("table2", overrides=["seeds=3"])
+    >>> extended(small, big).seeds
+    3
+    """
+    extra = dict(stored.extra_seeds)
+    for key, n in spec.extra_seeds.items():
+        extra[key] = max(n, extra.get(key, 0))
+    return dataclasses.replace(spec, seeds=max(spec.seeds, stored.seeds), extra_seeds=extra)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def stored_spec(study: optuna.Study) -> StudySpec:
+    """The spec a study was created with (how workers on other machines learn the recipe)."""
+    with study_lock(study):  # never half of a spec another process is writing
+        stored = read_spec(study.user_attrs)
+    if stored is None:
+        raise EcasweepError(f"study {study.study_name!r} was not created by ecasweep (no spec stored)")
+    return StudySpec.from_dict(stored)
+
+
+def _search_strategy(spec: StudySpec) -> dict[str, Any]:
+    if spec.search is None:
+        return {}
+    sampler = optuna.samplers.TPESampler(constant_liar=True) if spec.search.sampler == "tpe" \
+        else optuna.samplers.RandomSampler()
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1) \
+        if spec.search.pruner == "median" else optuna.pruners.NopPruner()
+    return {"sampler": sampler, "pruner": pruner}
