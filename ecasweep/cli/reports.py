@@ -1,0 +1,134 @@
+"""``ecasweep table``, ``compare``, ``plot`` and ``dashboard``: reading a study's results (never training)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import EcasweepError
+
+from .common import (app, console, err, StorageOpt, _user_errors, _quiet_libraries, _print_json, _output_format, _check_choice, _model_errors)
+
+
+def _print_table(study, spec_dict, records, fmt: str = "rich", output: Path | None = None, **options) -> None:
+    from ..report import build_claims, build_table, render, render_with_claims
+
+    claims_only = options.pop("claims_only", False)
+    table = build_table(spec_dict, records, **options)
+    rendered = render_with_claims(render(table, fmt), build_claims(spec_dict, records), fmt, claims_only)
+    if output is not None:
+        try:
+            output.write_text(rendered if rendered.endswith("\n") else rendered + "\n")
+        except OSError as exc:
+            raise EcasweepError(f"--output {output}: cannot write it ({exc.strerror or exc})") from None
+        err.print(f"wrote {output}")
+    elif fmt == "rich":
+        console.print(rendered)
+    else:
+        sys.stdout.write(rendered if rendered.endswith("\n") else rendered + "\n")
+
+
+@app.command()
+def table(
+    study: str = typer.Argument(..., help="Study name in the storage."),
+    storage: Optional[str] = StorageOpt,
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="rich, markdown, csv, json or latex "
+                                      "\\[default: from the --output file's extension, else rich]."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file (.md, .csv, .json, .tex)."),
+    metric: str = typer.Option("top1", help="top1, top5 or loss."),
+    baseline: Optional[str] = typer.Option(None, help="Arm id to compare against \\[default: the study's]."),
+    layout: Optional[str] = typer.Option(None, help="table2, figure4, gamma-beta, search or table3 \\[default: the study's]."),
+    test: str = typer.Option("t", help="Paired test: t (paired t-test) or wilcoxon."),
+    bootstrap: bool = typer.Option(False, "--bootstrap", help="Bootstrap confidence intervals."),
+    claims_only: bool = typer.Option(False, "--claims", help="Only the Claims table (the study's claims and their verdicts)."),
+) -> None:
+    """The study's table: mean ± std over seeds, 95% CI, Δ vs baseline with Holm-adjusted p, ties with best.
+
+    Example: [bold]ecasweep table kernel-size --format latex --output table.tex[/]
+    """
+    from ..sweep import runner
+
+    _quiet_libraries()
+    with _user_errors():
+        fmt = _output_format(fmt, output)
+        _check_choice("--metric", metric, ("top1", "top5", "loss"))
+        _check_choice("--test", test, ("t", "wilcoxon"))
+        if layout is not None:
+            _check_choice("--layout", layout, ("table2", "figure4", "gamma-beta", "search", "table3"))
+        loaded, spec_dict, records = runner.results(study, storage)
+        if baseline is not None and baseline not in {a["id"] for a in spec_dict.get("arms", [])}:
+            raise EcasweepError(f"--baseline: no arm {baseline!r}; arms: {', '.join(a['id'] for a in spec_dict['arms'])}")
+        _print_table(loaded, spec_dict, records, fmt, output, metric=metric, baseline=baseline, test=test,
+                     bootstrap=bootstrap, layout=layout, claims_only=claims_only)
+
+
+@app.command()
+def compare(
+    study: str = typer.Argument(..., help="Study name in the storage."),
+    arm_a: str = typer.Argument(..., help="First arm id."),
+    arm_b: str = typer.Argument(..., help="Second arm id."),
+    storage: Optional[str] = StorageOpt,
+    backbone: Optional[str] = typer.Option(None, help="Backbone \\[default: the study's first]."),
+    metric: str = typer.Option("top1", help="top1, top5 or loss."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Two arms seed by seed: the differences, the test, the CI of the difference, P(A beats B).
+
+    Example: [bold]ecasweep compare kernel-size "eca(k=3)" "se(r=16)"[/]
+    """
+    from ..sweep import runner
+    from ..report import compare_arms, render_comparison
+
+    _quiet_libraries()
+    with _user_errors():
+        _, spec_dict, records = runner.results(study, storage)
+        result = _model_errors(lambda: compare_arms(spec_dict, records, arm_a, arm_b, backbone=backbone, metric=metric))
+    if as_json:
+        _print_json(result)
+    else:
+        console.print(render_comparison(result))
+
+
+@app.command()
+def plot(
+    study: str = typer.Argument(..., help="Study name in the storage."),
+    output: Path = typer.Option(..., "--output", "-o", help="Image file: .png or .svg."),
+    storage: Optional[str] = StorageOpt,
+    metric: str = typer.Option("top1", help="top1, top5 or loss."),
+) -> None:
+    """The paper-style figure (needs matplotlib: pip install "ecasweep\\[plot]").
+
+    Example: [bold]ecasweep plot kernel-size --output fig4.png[/]
+    """
+    from ..sweep import runner
+    from ..report import plot as draw
+
+    _quiet_libraries()
+    with _user_errors():
+        if output.suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise EcasweepError(f"--output: expected a .png, .svg or .pdf file, got {output.name!r}")
+        loaded, spec_dict, records = runner.results(study, storage)
+        draw(spec_dict, records, output, metric=metric, study=loaded)
+    err.print(f"wrote {output}")
+
+
+@app.command()
+def dashboard(
+    study: str = typer.Argument(..., help="Study name in the storage."),
+    storage: Optional[str] = StorageOpt,
+    port: int = typer.Option(8080, help="Port on 127.0.0.1."),
+) -> None:
+    """optuna-dashboard on the study's storage, on 127.0.0.1 until Ctrl-C: parameter importances
+    (attention, k, backbone, seed), slice, contour, rank, parallel coordinates, every trial's metrics
+    (needs: pip install "ecasweep\\[dashboard]").
+
+    Example: [bold]ecasweep dashboard kernel-size --port 8080[/], then open the address it prints
+    """
+    from ..report.dashboard import serve
+
+    _quiet_libraries()
+    with _user_errors():  # Ctrl-C stops the server, which then returns: exit code 0
+        serve(study, storage, port, announce=lambda line: console.print(line, highlight=False, soft_wrap=True))
