@@ -7,6 +7,8 @@ everywhere.
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 import time
@@ -26,7 +28,7 @@ from ecasweep.launch.slurm import SlurmOptions
 from ecasweep.errors import SpecError, StorageError
 from ecasweep.store.results import read_records
 from ecasweep.spec import load_study
-from ecasweep.store.storage import open_storage
+from ecasweep.store.storage import PASSWORD_ENV, open_storage, with_password
 from ecasweep.sweep.cells import ensure_cells
 from ecasweep.sweep.study import open_study
 from ecasweep.sweep.worker import work
@@ -139,6 +141,48 @@ def test_a_two_job_array_runs_every_cell_once_with_the_metrics_of_a_local_run(
                                 "--jobs", "2", "--job-dir", str(tmp_path / "slurm")])
     assert again.exit_code == 0 and "nothing submitted" in again.output, again.output
     assert len(optuna.load_study(study_name=unique_name, storage=postgres_url).user_attrs[JOBS_ATTR]) == 2
+    optuna.delete_study(study_name=unique_name, storage=postgres_url)
+
+
+def _processes() -> dict[int, tuple[bytes, bytes]]:
+    """Every process's command line and environment, as /proc shows them (root in CI reads all)."""
+    seen = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                seen[int(entry.name)] = ((entry / "cmdline").read_bytes(), (entry / "environ").read_bytes())
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+    return seen
+
+
+@pytest.mark.slow
+def test_a_password_in_the_storage_url_is_in_no_job_file_and_on_no_command_line(
+        tmp_path, slurm_cluster, postgres_url, unique_name):
+    password = f"pw-{unique_name}"  # the server trusts local connections: it ignores the password
+    url = with_password(postgres_url, password)
+    assert password in url
+    result = runner.invoke(app, ["submit", str(_study(tmp_path)), "--storage", url, "--name", unique_name,
+                                 "--jobs", "1", "--partition", slurm_cluster, "--job-dir", str(tmp_path / "slurm")])
+    assert result.exit_code == 0, result.output
+    assert password not in result.output and PASSWORD_ENV not in os.environ
+    jobs = [j["job"] for j in optuna.load_study(study_name=unique_name, storage=postgres_url).user_attrs[JOBS_ATTR]]
+    in_job_env, deadline = False, time.monotonic() + WAIT_S
+    while _squeue(jobs) and time.monotonic() < deadline:
+        for pid, (cmdline, environ) in _processes().items():
+            assert password.encode() not in cmdline, f"process {pid}: {cmdline!r}"
+            in_job_env |= f"SLURM_JOB_ID={jobs[0]}".encode() in environ and \
+                f"{PASSWORD_ENV}={password}".encode() in environ
+        time.sleep(0.2)
+    _wait_until_gone(jobs)
+    _complete_once(optuna.load_study(study_name=unique_name, storage=postgres_url))  # the job reached the database
+    assert in_job_env, "the job's processes did not get the password through their environment"
+    root = tmp_path / "slurm"
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert any(p.name.endswith("_submitted.pkl") for p in files) and any(p.suffix == ".out" for p in files)
+    for path in [root, *root.rglob("*")]:
+        assert password.encode() not in (path.read_bytes() if path.is_file() else b""), path
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, f"{path} is {oct(path.stat().st_mode)}"
     optuna.delete_study(study_name=unique_name, storage=postgres_url)
 
 
@@ -290,3 +334,21 @@ def test_job_attributes_and_slurm_answers():
     assert _parse_scontrol(scontrol) == {"12_1": ("RUNNING", "vm"), "12_2": ("PENDING", ""), "12_3": ("PENDING", "")}
     assert _parse_sacct("12_0|COMPLETED|vm\n12_1|CANCELLED by 0|vm\n") == \
         {"12_0": ("COMPLETED", "vm"), "12_1": ("CANCELLED", "vm")}
+
+
+@pytest.mark.parametrize("url, public", [
+    ("postgresql://me:s3cret@db:5432/sweeps", "postgresql://me@db:5432/sweeps"),
+    ("postgresql://me@db/sweeps?password=s3cret&sslmode=require", "postgresql://me@db/sweeps?sslmode=require"),
+    ("mysql+pymysql://me:s3cret@db/sweeps", "mysql+pymysql://me@db/sweeps"),
+])
+def test_a_job_gets_its_storage_url_back_from_the_url_without_password_and_its_environment(url, public, monkeypatch):
+    from ecasweep.launch.slurm import SlurmWorker
+    from ecasweep.store.storage import without_password
+
+    stripped, password = without_password(url)
+    assert (stripped, password) == (public, "s3cret")
+    worker = SlurmWorker("s", stripped, "/ckpt")
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    assert worker.url == public
+    monkeypatch.setenv(PASSWORD_ENV, password)
+    assert without_password(worker.url) == (public, "s3cret")

@@ -59,7 +59,7 @@ class CheckpointStore:
         final = self.directory / f"epoch-{epoch}.pt"
         tmp = None
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)  # the user's alone, on shared disks too
             fd, tmp = tempfile.mkstemp(prefix=".epoch-", suffix=".tmp", dir=self.directory)
             with os.fdopen(fd, "wb") as f:
                 torch.save(state, f)

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -37,10 +38,10 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from ..errors import EcasweepError, SpecError
-from ..store.storage import mask_url, normalize_url
+from ..store.storage import PASSWORD_ENV, mask_url, normalize_url, with_password, without_password
 from .shared import check_cluster_storage
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,7 @@ def submit(study_name: str, profile: str = "quick", overrides: Sequence[str] = (
     if shutil.which("sbatch") is None or shutil.which("srun") is None:
         raise EcasweepError("no SLURM here: sbatch and srun are not on PATH (submit from a login node of the cluster)")
     root = Path(job_dir).absolute() if job_dir else default_job_dir(name or spec.name)
+    _make_private(root)
     executor = submitit.SlurmExecutor(folder=root / "jobs")
     executor.update_parameters(**options.executor_parameters(f"ecasweep-{name or spec.name}"))
     _test_only(executor)
@@ -209,9 +211,12 @@ def submit(study_name: str, profile: str = "quick", overrides: Sequence[str] = (
     if left == 0:
         return Submission(study.study_name, [], root, ckpt, 0, watch, warning)
 
-    worker = SlurmWorker(study.study_name, url, str(ckpt), shared_journal)
+    # submitit pickles the worker into the job folder: the URL goes there without its password, which
+    # reaches the jobs through their environment (sbatch exports the submitting environment).
+    public_url, password = without_password(url)
+    worker = SlurmWorker(study.study_name, public_url, str(ckpt), shared_journal)
     try:
-        with executor.batch():
+        with _private_umask(), _environment({PASSWORD_ENV: password}), executor.batch():
             submitted = [executor.submit(worker) for _ in range(min(options.jobs, left))]
     except Exception as exc:  # sbatch refused what --test-only accepted (a limit reached meanwhile)
         detail = str(exc).strip().splitlines()
@@ -219,6 +224,41 @@ def submit(study_name: str, profile: str = "quick", overrides: Sequence[str] = (
     jobs = [job.job_id for job in submitted]
     record_jobs(study, jobs, root / "jobs")
     return Submission(study.study_name, jobs, root, ckpt, left, watch, warning)
+
+
+def _make_private(root: Path) -> None:
+    """The job folder, readable by the user alone (0700): job scripts, logs and results live there,
+    on a filesystem other users of the cluster can read."""
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for folder in (root, root / "jobs"):
+        if folder.is_dir():
+            folder.chmod(0o700)
+
+
+@contextlib.contextmanager
+def _private_umask() -> Iterator[None]:
+    """Files created meanwhile (submitit's scripts and pickles; through sbatch, which passes the umask
+    on as SLURM_UMASK, the jobs' logs and checkpoints) are the user's alone."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str | None]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set (a None value: left as it is) while the block runs."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update({key: value for key, value in values.items() if value is not None})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _test_only(executor) -> None:
@@ -262,12 +302,20 @@ def _submitit():
 
 @dataclass(frozen=True)
 class SlurmWorker:
-    """The function each SLURM job runs: ``ecasweep worker`` for one study, on the job's resources."""
+    """The function each SLURM job runs: ``ecasweep worker`` for one study, on the job's resources.
+
+    ``storage_url`` has no password (submitit writes this object to the shared job folder); the job
+    finds it in ``$ECASWEEP_STORAGE_PASSWORD``, which ``submit`` exported to it.
+    """
 
     study_name: str
     storage_url: str
     checkpoint_dir: str
     shared_journal: bool = False
+
+    @property
+    def url(self) -> str:
+        return with_password(self.storage_url, os.environ.get(PASSWORD_ENV))
 
     def __call__(self) -> dict[str, int]:
         from ..sweep import signals
@@ -301,8 +349,8 @@ class SlurmWorker:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         # Heartbeats and stale-trial handling are marked experimental; resuming relies on them.
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        check_cluster_storage(self.storage_url, shared_journal=self.shared_journal)
-        study = load_stored(open_storage(self.storage_url, create=False), self.study_name, self.storage_url)
+        check_cluster_storage(self.url, shared_journal=self.shared_journal)
+        study = load_stored(open_storage(self.url, create=False), self.study_name, self.url)
         spec = stored_spec(study)
         runtime = RuntimeConfig(device="auto", threads=job_cpus(), checkpoint_dir=self.checkpoint_dir)
         log.info("job %s on %s: study %s, %d CPU thread(s), checkpoints in %s", _job_id(), os.uname().nodename,
@@ -330,7 +378,7 @@ class SlurmWorker:
         from ..sweep.study import stored_spec
 
         try:
-            study = load_stored(open_storage(self.storage_url, create=False), self.study_name, self.storage_url)
+            study = load_stored(open_storage(self.url, create=False), self.study_name, self.url)
             spec = stored_spec(study)
             if spec.search is not None:
                 return True

@@ -62,6 +62,49 @@ def mask_url(url: str) -> str:
     return _QUERY_PASSWORD.sub(r"\1***", _USERINFO_PASSWORD.sub(r"\1***\3", str(url)))
 
 
+#: where a job started by ``submit`` finds the storage's password (never in a file ecasweep writes)
+PASSWORD_ENV = "ECASWEEP_STORAGE_PASSWORD"
+
+
+def without_password(url: str) -> tuple[str, str | None]:
+    """``url`` with its password taken out, and the password (None when it has none).
+
+    What is written to disk (a SLURM job's pickled function, a log) carries the first; the second
+    travels in the job's environment (``PASSWORD_ENV``) and ``with_password`` puts it back.
+
+    >>> without_password("postgresql://me:s3cret@db/sweeps")
+    ('postgresql://me@db/sweeps', 's3cret')
+    >>> without_password("postgresql://me@db/sweeps?sslmode=require&password=s3cret")
+    ('postgresql://me@db/sweeps?sslmode=require', 's3cret')
+    """
+    match = _USERINFO_PASSWORD.search(url)
+    if match and match.group(2):
+        return url[:match.start()] + match.group(1)[:-1] + "@" + url[match.end():], match.group(2)
+    query = _QUERY_PASSWORD.search(url)
+    if query and query.group(2):
+        rest = url[:query.start()] + url[query.end():]
+        if query.group(1).startswith("?") and "&" in rest[query.start():query.start() + 1]:
+            rest = rest[:query.start()] + "?" + rest[query.start() + 1:]
+        return rest, query.group(2)
+    return url, None
+
+
+def with_password(url: str, password: str | None) -> str:
+    """``url`` with ``password`` as its user's password (``without_password`` undone).
+
+    >>> with_password("postgresql://me@db/sweeps", "s3cret")
+    'postgresql://me:s3cret@db/sweeps'
+    >>> with_password("postgresql://db/sweeps?sslmode=require", "s3cret")
+    'postgresql://db/sweeps?sslmode=require&password=s3cret'
+    """
+    if not password or without_password(url)[1] is not None:
+        return url
+    user = re.match(r"^([^:/]+://)([^:/@\s]+)@", url)
+    if user:
+        return f"{user.group(1)}{user.group(2)}:{password}@{url[user.end():]}"
+    return f"{url}{'&' if '?' in url else '?'}password={password}"
+
+
 def mask_text(text: str, url: str) -> str:
     """``text`` with the password of ``url`` masked wherever it appears."""
     secrets = [m.group(2) for m in (*_USERINFO_PASSWORD.finditer(url), *_QUERY_PASSWORD.finditer(url)) if m.group(2)]
