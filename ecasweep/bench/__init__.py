@@ -43,12 +43,12 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from .models.attention import NATIVE_NAMES, REGISTRY, create_attention
-from .models.timm_attention import timm_available
-from .models.backbones import build_model, summarize as summarize_model
-from .engine.config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
-from .engine.devices import cpu_count, resolve_device
-from .engine.train import lr_multiplier, make_optimizer, run_trial
+from ..models.attention import NATIVE_NAMES, REGISTRY, create_attention
+from ..models.timm_attention import timm_available
+from ..models.backbones import build_model, summarize as summarize_model
+from ..engine.config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
+from ..engine.devices import cpu_count, resolve_device
+from ..engine.train import lr_multiplier, make_optimizer, run_trial
 
 Timer = Callable[[], object]
 
@@ -409,7 +409,7 @@ def bench_engine(device: str = "auto", subset: int = 2000, epochs: int = 1, batc
     the per-pair ratios. Accuracies are on the official test split, from the first pair (later
     pipeline runs skip their test pass to keep ``ecasweep bench`` within 5 minutes on a slow CPU).
     """
-    from .errors import DataError
+    from ..errors import DataError
 
     device = resolve_device(device)
     n_threads = _cpu_threads(device, threads)
@@ -446,7 +446,7 @@ def bench_engine(device: str = "auto", subset: int = 2000, epochs: int = 1, batc
 
 
 def _fashion_images(cfg) -> Any:
-    from .engine.data import _load_fashion_mnist
+    from ..engine.data import _load_fashion_mnist
 
     return _load_fashion_mnist(cfg)
 
@@ -458,7 +458,7 @@ def _engine_run(config) -> dict[str, float]:
 
 def _engine_data_rate(config) -> float:
     """Images/s of the engine's batches alone (augmented, normalised, on the device), no model."""
-    from .engine.data import load_dataset
+    from ..engine.data import load_dataset
 
     device = resolve_device(config.runtime.device)
     data = load_dataset(config.data, config.seed, device)
@@ -485,7 +485,7 @@ def _torchvision_loaders(config, num_workers: int):
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
 
-    from .engine.data import STATS, _synthetic, _channel_stats, split_indices
+    from ..engine.data import STATS, _synthetic, _channel_stats, split_indices
 
     if config.data.dataset == "fashion-mnist":
         images = _fashion_images(config.data)
@@ -640,7 +640,7 @@ def _sweep_run(study_file: Path, folder: Path, workers: int, device: str) -> dic
 
     import optuna
 
-    from .sweep import runner
+    from ..sweep import runner
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     folder.mkdir()
