@@ -18,7 +18,7 @@ import statistics
 from typing import Any, Mapping, Sequence
 
 #: the paper's Table 3 method names of an attention variant (the MobileNetV2 rows name them differently)
-_TABLE3_METHODS = {"none": ("ResNet", "MobileNetV2"), "se": ("SENet", "SENet (r=8)"), "cbam": ("CBAM",),
+TABLE3_METHODS = {"none": ("ResNet", "MobileNetV2"), "se": ("SENet", "SENet (r=8)"), "cbam": ("CBAM",),
                    "eca": ("ECA-Net",)}
 
 
@@ -32,7 +32,7 @@ def table3_method(params: Mapping[str, Any]) -> str | None:
         return None
     if attention == "eca" and params.get("k") != "adaptive":
         return None
-    return _TABLE3_METHODS.get(attention, (None,))[0]
+    return TABLE3_METHODS.get(attention, (None,))[0]
 
 
 def paper_table3_row(params: Mapping[str, Any], backbone: str, reference: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -45,9 +45,9 @@ def paper_table3_row(params: Mapping[str, Any], backbone: str, reference: Mappin
     source = backbone if any(r["backbone"] == backbone for r in rows) else "resnet-50"
     if source == "mobilenet-v2" and params.get("attention") == "se":
         return None  # the paper's MobileNetV2 row is SE at r = 8, not this arm
-    names = _TABLE3_METHODS[params.get("attention", "none")]
+    names = TABLE3_METHODS[params.get("attention", "none")]
     row = next((r for r in rows if r["backbone"] == source and r["method"] in names), None)
-    base = next((r for r in rows if r["backbone"] == source and r["method"] in _TABLE3_METHODS["none"]), None)
+    base = next((r for r in rows if r["backbone"] == source and r["method"] in TABLE3_METHODS["none"]), None)
     if row is None or base is None:
         return None
     return {"backbone": source, "method": row["method"], "params_m": row["params_m"], "gflops": row["gflops"],
