@@ -8,13 +8,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..stats import summary as stats
 from ..errors import EcasweepError
+from ..spec.schema import LAYOUTS  # the layouts a study may name are the ones a table draws
 from ..store.results import TrialRecord, latest_by_cell
 from . import efficiency
 from .labels import _formula, _paper_method, _paper_top, arm_label, paper_reference
 
 
 METRICS = ("top1", "top5", "loss")
-LAYOUTS = ("table2", "figure4", "gamma-beta", "search", "table3")
 SCHEMA = "ecasweep.table/1"
 PAPER_COLUMN = "paper (ImageNet, ResNet-50)"
 
