@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Optional
 
 import typer
@@ -75,31 +74,26 @@ def train(
 
     Example: [bold]ecasweep train --backbone resnet-20 --attention eca --k 3 --subset 5000 --epochs 2[/]
     """
-    from ..engine.config import RECIPES, ModelConfig, RuntimeConfig, TrialConfig
+    from ..engine.config import RuntimeConfig
 
     resume = "; run the same command to resume from the last checkpoint" if checkpoint_dir else ""
     with _user_errors(interrupted=f"[yellow]interrupted[/]{resume}"):
         from ..errors import NonFiniteLossError
         from ..engine.train import run_trial
 
-        arm = dict(k=_parse_k(k), gamma=gamma, beta=beta, min_k=min_k, r=r, groups=groups, group_size=group_size,
-                   bias=bias, round_to=round_to, spatial_k=spatial_k, extent=extent)
-        if recipe is not None and recipe not in RECIPES:
-            raise EcasweepError(f"--recipe: unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
-        recipe_fields = dict(batch_size=batch_size, lr=lr, momentum=momentum, nesterov=nesterov,
-                             weight_decay=weight_decay, label_smoothing=label_smoothing, schedule=schedule,
-                             step_size=step_size, step_gamma=step_gamma, warmup_epochs=warmup_epochs,
-                             eval_every=eval_every, eval_batch_size=eval_batch_size)
-        given = {key: value for key, value in recipe_fields.items() if value is not None}
-        base = RECIPES[recipe] if recipe else dataclasses.replace(_TRAIN, epochs=epochs)
-        if recipe and epochs != 2:  # --epochs has a default of its own; given, it overrides the recipe's
-            given["epochs"] = epochs
-        config = TrialConfig(ModelConfig(backbone, attention, {a: v for a, v in arm.items() if v is not None}, width),
-                             DataConfig(dataset, data_dir, subset, val_split, augment, synthetic_size, num_workers),
-                             dataclasses.replace(base, **given), seed,
-                             RuntimeConfig(device=device, amp=amp, compile=compile, threads=threads,
-                                           checkpoint_dir=checkpoint_dir, keep_checkpoints=False,
-                                           quiet=quiet or as_json))
+        from ..engine.command import trial_config
+
+        config = trial_config(
+            backbone, attention,
+            dict(k=_parse_k(k), gamma=gamma, beta=beta, min_k=min_k, r=r, groups=groups, group_size=group_size,
+                 bias=bias, round_to=round_to, spatial_k=spatial_k, extent=extent), width,
+            DataConfig(dataset, data_dir, subset, val_split, augment, synthetic_size, num_workers),
+            recipe, None if recipe and epochs == 2 else epochs,  # --epochs' own default leaves a recipe's
+            dict(batch_size=batch_size, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                 label_smoothing=label_smoothing, schedule=schedule, step_size=step_size, step_gamma=step_gamma,
+                 warmup_epochs=warmup_epochs, eval_every=eval_every, eval_batch_size=eval_batch_size),
+            seed, RuntimeConfig(device=device, amp=amp, compile=compile, threads=threads,
+                                checkpoint_dir=checkpoint_dir, keep_checkpoints=False, quiet=quiet or as_json))
         try:
             result = _model_errors(lambda: run_trial(config))
         except NonFiniteLossError as exc:  # the trial failed (exit 1, as a failed cell of `run`)

@@ -7,7 +7,7 @@ of a ``TrialConfig``, and ``ecasweep show STUDY --cell ID`` prints them. Every f
 defaults included, so the command stays exact if a default changes.
 
 Example:
-    >>> from ecasweep.config import DataConfig, ModelConfig, TrainConfig, TrialConfig
+    >>> from ecasweep.engine.config import DataConfig, ModelConfig, TrainConfig, TrialConfig
     >>> cfg = TrialConfig(ModelConfig("resnet-8", "eca", {"k": 3}), DataConfig("synthetic"), TrainConfig(epochs=1))
     >>> " ".join(train_args(cfg)[:8])
     '--backbone resnet-8 --attention eca --k 3 --dataset synthetic'
@@ -19,7 +19,8 @@ import dataclasses
 import shlex
 from typing import Any
 
-from .config import TrialConfig
+from ..errors import EcasweepError
+from .config import RECIPES, DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
 
 #: runtime fields that change results (besides the device and thread count, given by the caller)
 _RUNTIME = ("amp",)
@@ -51,6 +52,24 @@ def train_args(config: TrialConfig, device: str | None = None, threads: int | No
     for name in _RUNTIME:
         args += option(name, getattr(config.runtime, name))
     return args + option("device", device) + option("threads", threads)
+
+
+def trial_config(backbone: str, attention: str, attention_kwargs: dict[str, Any], width: int | None,
+                 data: DataConfig, recipe: str | None, epochs: int | None, train: dict[str, Any], seed: int,
+                 runtime: RuntimeConfig) -> TrialConfig:
+    """The ``TrialConfig`` of ``ecasweep train``'s options (``train_args`` the other way round).
+
+    ``attention_kwargs`` and ``train`` hold the options given (None: not given); the recipe's fields
+    (``--recipe``, else the defaults) fill the rest, and ``epochs``, when given, overrides them.
+    """
+    if recipe is not None and recipe not in RECIPES:
+        raise EcasweepError(f"--recipe: unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
+    base = RECIPES[recipe] if recipe else TrainConfig()
+    given = {key: value for key, value in train.items() if value is not None}
+    if epochs is not None:
+        given["epochs"] = epochs
+    model = ModelConfig(backbone, attention, {a: v for a, v in attention_kwargs.items() if v is not None}, width)
+    return TrialConfig(model, data, dataclasses.replace(base, **given), seed, runtime)
 
 
 def command_line(args: list[str]) -> str:
