@@ -1,0 +1,105 @@
+"""``ecasweep report``: one report of studies already run, whose numbers are the tables' own."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ecasweep.cli.app import app
+
+from conftest import write_study
+
+runner = CliRunner()
+
+
+def _study(tmp_path: Path, name: str, seeds: int = 2) -> Path:
+    path = write_study(tmp_path, name=name, seeds=seeds, size=256, epochs=1, ks="[3]")
+    path.write_text(path.read_text() + '\n[[claims]]\nkind = "superiority"\na = "eca(k=3)"\nb = "none"\n'
+                    'words = "ECA beats no attention"\n\n[[claims]]\nkind = "non-inferiority"\na = "se(r=4)"\n'
+                    'b = "eca(k=3)"\nmargin = 1.0\nwords = "SE is no worse than ECA"\n')
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_studies(tmp_path_factory) -> tuple[Path, str]:
+    tmp = tmp_path_factory.mktemp("document")
+    url = f"sqlite:///{tmp / 'studies.db'}"
+    for name in ("alpha", "beta"):
+        ran = runner.invoke(app, ["run", str(_study(tmp, name)), "--storage", url, "--devices", "cpu", "--no-table"])
+        assert ran.exit_code == 0, ran.output
+    return tmp, url
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.text, self.tags, self.images = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+        if tag in ("link", "script") or (tag == "img" and not dict(attrs)["src"].startswith("data:")):
+            raise AssertionError(f"the report loads another file: <{tag} {attrs}>")
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_the_report_holds_the_tables_and_claims_as_the_table_command_gives_them(two_studies, tmp_path):
+    folder, url = two_studies
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["report", "alpha", "beta", "--storage", url, "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["schema"] == "ecasweep.report/1" and [s["name"] for s in report["studies"]] == ["alpha", "beta"]
+    for part in report["studies"]:
+        table = runner.invoke(app, ["table", part["name"], "--storage", url, "--format", "json"])
+        claims = runner.invoke(app, ["table", part["name"], "--storage", url, "--claims", "--format", "json"])
+        whole = json.loads(table.output)  # the table with its claims; the report holds the claims once
+        assert part["table"] == {k: v for k, v in whole.items() if k != "claims"}
+        assert part["claims"] == whole["claims"] == json.loads(claims.output)
+        assert part["trials"] == 6 and part["dataset"]["dataset"] == "synthetic"
+        assert set(part["commands"]["cells"]) == {f"resnet-8/{arm}/seed={s}" for arm in ("none", "se(r=4)", "eca(k=3)")
+                                                  for s in range(2)}
+        assert all(c.startswith("ecasweep train --backbone resnet-8") for c in part["commands"]["cells"].values())
+    assert sum(report["verdicts"].values()) == 4  # two claims on one backbone, in each of two studies
+    env = report["environment"]
+    assert env["cores"] and env["cpu"] and "torch" in env["libraries"] and "optuna" in env["libraries"]
+
+    page = _Text()
+    page.feed((out / "report.html").read_text())
+    text = " ".join(page.text)
+    for part in report["studies"]:
+        for row in part["claims"]["rows"]:
+            assert row["words"] in text and row["verdict"] in text
+    assert page.images and all(src.startswith("data:image/png;base64,") for src in page.images)
+    markdown = (out / "report.md").read_text()
+    assert "ECA beats no attention" in markdown and "## alpha" in markdown and "## beta" in markdown
+
+
+def test_bad_report_input_is_one_line_and_writes_nothing(two_studies, tmp_path):
+    _, url = two_studies
+    a_file = tmp_path / "taken"
+    a_file.write_text("mine")
+    cases = [(["report", "alpha", "--storage", url, "--output", str(a_file)], "is a file"),
+             (["report", "nosuch", "--storage", url, "--output", str(tmp_path / "new")], "no study named 'nosuch'"),
+             (["report", "alpha", "--storage", url], "Missing option '--output'")]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+    assert a_file.read_text() == "mine" and not (tmp_path / "new").exists()
+
+
+def test_a_report_rewritten_replaces_each_file_whole(two_studies, tmp_path):
+    _, url = two_studies
+    out = tmp_path / "report"
+    for names in (["alpha", "beta"], ["alpha"]):
+        assert runner.invoke(app, ["report", *names, "--storage", url, "--output", str(out), "--no-figures"]).exit_code == 0
+    assert [s["name"] for s in json.loads((out / "report.json").read_text())["studies"]] == ["alpha"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
