@@ -149,7 +149,9 @@ def _output_format(fmt: str | None, output: Path | None) -> str:
     """The format to render: --format, else the --output file's extension; an unusable output is refused
     before anything is read or written."""
     if fmt is not None:
-        _check_choice("--format", fmt, ("rich", "markdown", "csv", "json", "latex"))
+        from ..report.render import FORMATS
+
+        _check_choice("--format", fmt, FORMATS)
     if output is None:
         return fmt or "rich"
     if output.is_dir():

@@ -38,31 +38,57 @@ def table(
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="rich, markdown, csv, json or latex "
                                       "\\[default: from the --output file's extension, else rich]."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file (.md, .csv, .json, .tex)."),
-    metric: str = typer.Option("top1", help="top1, top5 or loss."),
+    metric: Optional[str] = typer.Option(None, help="top1, top5 or loss \\[default: top1]."),
     baseline: Optional[str] = typer.Option(None, help="Arm id to compare against \\[default: the study's]."),
     layout: Optional[str] = typer.Option(None, help="table2, figure4, gamma-beta, search or table3 \\[default: the study's]."),
-    test: str = typer.Option("t", help="Paired test: t (paired t-test) or wilcoxon."),
+    test: Optional[str] = typer.Option(None, help="Paired test: t (paired t-test) or wilcoxon \\[default: t]."),
     bootstrap: bool = typer.Option(False, "--bootstrap", help="Bootstrap confidence intervals."),
-    claims_only: bool = typer.Option(False, "--claims", help="Only the Claims table (the study's claims and their verdicts)."),
+    claims_only: bool = typer.Option(False, "--claims", help="Only the Claims table (the study's claims and their "
+                                     "verdicts, on top-1: the paper's claims are about top-1 accuracy)."),
 ) -> None:
     """The study's table: mean ± std over seeds, 95% CI, Δ vs baseline with Holm-adjusted p, ties with best.
 
     Example: [bold]ecasweep table kernel-size --format latex --output table.tex[/]
     """
+    from ..report.tables import LAYOUTS, METRICS
+    from ..stats.summary import TESTS
     from ..sweep import runner
 
     _quiet_libraries()
     with _user_errors():
         fmt = _output_format(fmt, output)
-        _check_choice("--metric", metric, ("top1", "top5", "loss"))
-        _check_choice("--test", test, ("t", "wilcoxon"))
+        if metric is not None:
+            _check_choice("--metric", metric, METRICS)
+        if test is not None:
+            _check_choice("--test", test, TESTS)
         if layout is not None:
-            _check_choice("--layout", layout, ("table2", "figure4", "gamma-beta", "search", "table3"))
+            _check_choice("--layout", layout, LAYOUTS)
+        if claims_only:
+            _check_claims_options(metric, baseline, layout, test, bootstrap)
+        metric, test = metric or "top1", test or "t"
         loaded, spec_dict, records = runner.results(study, storage)
         if baseline is not None and baseline not in {a["id"] for a in spec_dict.get("arms", [])}:
             raise EcasweepError(f"--baseline: no arm {baseline!r}; arms: {', '.join(a['id'] for a in spec_dict['arms'])}")
         _print_table(loaded, spec_dict, records, fmt, output, metric=metric, baseline=baseline, test=test,
                      bootstrap=bootstrap, layout=layout, claims_only=claims_only)
+
+
+def _check_claims_options(metric: str | None, baseline: str | None, layout: str | None, test: str | None,
+                          bootstrap: bool) -> None:
+    """``table --claims`` shows the Claims table alone: options of the other table would be ignored.
+
+    The claims are refused on another metric rather than computed on it: they are the paper's, about
+    top-1 accuracy (its figures are in the table), and their sequential design is set up for it.
+    """
+    if metric is not None and metric != "top1":
+        raise EcasweepError(f"--metric {metric}: the Claims table (--claims) is on top-1 only, the metric of the "
+                            "paper's claims; leave out --metric, or --claims for the table of "
+                            f"{metric}")
+    given = [option for option, value in (("--baseline", baseline), ("--layout", layout), ("--test", test),
+                                           ("--bootstrap", bootstrap or None)) if value is not None]
+    if given:
+        raise EcasweepError(f"{given[0]} has no effect with --claims, which shows the Claims table alone; "
+                            f"leave out {given[0]}, or --claims for the table it shapes")
 
 
 @app.command()

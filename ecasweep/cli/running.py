@@ -27,7 +27,7 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the cells, what is done, and the estimated cost."),
     no_table: bool = typer.Option(False, "--no-table", help="Do not print the table at the end."),
     until_resolved: bool = typer.Option(False, "--until-resolved", help="After the planned seeds, add seeds in rounds to the arms of open claims until every claim has a verdict (docs/claims.md)."),
-    max_seeds: int = typer.Option(64, "--max-seeds", help="With --until-resolved: the most seeds an arm may reach; claims that need more are left open (futility)."),
+    max_seeds: Optional[int] = typer.Option(None, "--max-seeds", help="With --until-resolved: the most seeds an arm may reach, 2 to 64; claims that need more are left open (futility) \\[default: 64]."),
     budget: Optional[str] = typer.Option(None, "--budget", help="With --until-resolved: wall time for the whole run, e.g. 45m or 2h; no round starts that is expected to overrun it."),
 ) -> None:
     """Run a study, or resume it: completed cells are kept, failed and interrupted ones run again.
@@ -45,18 +45,27 @@ def run(
     with _user_errors():
         from ..sweep import runner
         from ..launch.shared import mark_local_workers
+        from ..sweep.rounds import check_max_seeds, parse_duration
 
+        # Options are checked as they are parsed: the same answer with --dry-run or without.
+        for option, value in (("--max-seeds", max_seeds), ("--budget", budget)):
+            if value is not None and not until_resolved:
+                raise EcasweepError(f"{option} has an effect only with --until-resolved; add --until-resolved, "
+                                    f"or leave {option} out")
+        seeds = {} if max_seeds is None else {"max_seeds": check_max_seeds(max_seeds)}
+        budget_s = parse_duration(budget)
         _quiet_libraries()
         mark_local_workers()  # the workers it starts share this host (and may share SQLite)
         if name is not None and not name.strip():
             raise EcasweepError("--name: expected a study name, got an empty one")
         options = dict(profile=profile, overrides=set_ or [], storage_url=storage, name=name,
-                       devices=devices.split(","), workers=workers, checkpoint_dir=checkpoint_dir, console=console)
+                       devices=devices.split(","), workers=workers, checkpoint_dir=checkpoint_dir, console=console,
+                       until_resolved=until_resolved)
         resolution = None
         if until_resolved and not dry_run:
-            from ..sweep.rounds import parse_duration, run_until_resolved
+            from ..sweep.rounds import run_until_resolved
 
-            resolution = run_until_resolved(study, max_seeds=max_seeds, budget_s=parse_duration(budget), **options)
+            resolution = run_until_resolved(study, budget_s=budget_s, **seeds, **options)
             outcome = resolution.outcome
         else:
             outcome = runner.run(study, dry_run=dry_run, **options)
@@ -123,16 +132,19 @@ def submit(
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker jobs, one job array \\[default: 1]; "
                                        "never more than the cells left.", rich_help_panel=_SLURM),
     partition: Optional[str] = typer.Option(None, help="Partition.", rich_help_panel=_SLURM),
-    time: Optional[str] = typer.Option(None, "--time", "-t", help="Time limit per job: minutes or \\[D-]HH:MM:SS; "
-                                       "jobs requeue themselves at the limit \\[default: the partition's].",
-                                       rich_help_panel=_SLURM),
+    time: Optional[str] = typer.Option(None, "--time", "-t", help="Time limit per job, as SLURM reads it: MM, "
+                                       "MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (so 8:00 is eight minutes, "
+                                       "8:00:00 eight hours); jobs requeue themselves at the limit "
+                                       "\\[default: the partition's].", rich_help_panel=_SLURM),
     cpus_per_job: Optional[int] = typer.Option(None, help="CPUs per job (its trials' threads).", rich_help_panel=_SLURM),
     gpus_per_job: Optional[int] = typer.Option(None, help="GPUs per job (--gpus-per-node).", rich_help_panel=_SLURM),
     mem: Optional[str] = typer.Option(None, help="Memory per job, e.g. 16G.", rich_help_panel=_SLURM),
     account: Optional[str] = typer.Option(None, help="Account to charge.", rich_help_panel=_SLURM),
     qos: Optional[str] = typer.Option(None, help="Quality of service.", rich_help_panel=_SLURM),
-    sbatch: Optional[list[str]] = typer.Option(None, help="Another #SBATCH option, e.g. --sbatch constraint=a100 "
-                                               "(repeatable).", rich_help_panel=_SLURM),
+    sbatch: Optional[list[str]] = typer.Option(None, help="Another #SBATCH option by its long name, e.g. --sbatch "
+                                               "constraint=a100 (repeatable); not one that submit sets itself "
+                                               "(job-name, output, error, array, signal, export, ...) or has an "
+                                               "option for.", rich_help_panel=_SLURM),
     job_dir: Optional[str] = typer.Option(None, help="Shared directory for submitit's job files and logs (jobs/) "
                                           "and checkpoints \\[default: .ecasweep/slurm/STUDY].", rich_help_panel=_SLURM),
     checkpoint_dir: Optional[str] = typer.Option(None, help="Checkpoints, on a filesystem every node sees "

@@ -226,6 +226,18 @@ def _places(cfg: DataConfig) -> list[tuple[str, Path | None]]:
     return [("$ECASWEEP_DATA", Path(env) if env else None)]
 
 
+def _no_fallback(cfg: DataConfig, found: Path) -> None:
+    """A $ECASWEEP_DATA that names no directory (missing, or a file) is a mistake to say, never a
+    reason to train quietly on the copy ``found`` elsewhere; a directory that does not hold this
+    dataset is a search path like the others (it may hold another dataset)."""
+    env = os.environ.get("ECASWEEP_DATA")
+    if not env or Path(env).is_dir():
+        return
+    state = "is a file" if Path(env).exists() else "does not exist"
+    raise DataError(f"{cfg.dataset}: ECASWEEP_DATA={env} {state}, so it holds no {cfg.dataset}; there is a copy in "
+                    f"{found}: point ECASWEEP_DATA at a directory that holds the data, or unset it to use that copy")
+
+
 def _given_dir_error(cfg: DataConfig, holds: str) -> DataError:
     """An explicit data directory that does not hold the data: an error, never a silent fallback."""
     path = Path(cfg.data_dir)
@@ -260,6 +272,7 @@ def _load_fashion_mnist(cfg: DataConfig) -> _Images:
             continue
         found = find_idx_files(directory)
         if len(found) == len(FASHION_MNIST_FILES):
+            _no_fallback(cfg, directory)
             return _read_fashion_mnist(tuple(found[name] for name in FASHION_MNIST_FILES))
         missing = ", ".join(sorted(set(FASHION_MNIST_FILES) - set(found)))
         state = "no such directory" if not directory.is_dir() else f"missing {missing}"
@@ -267,6 +280,7 @@ def _load_fashion_mnist(cfg: DataConfig) -> _Images:
     reason = _download(torchvision.datasets.FashionMNIST, cache_dir())
     found = find_idx_files(cache_dir())
     if reason is None and len(found) == len(FASHION_MNIST_FILES):
+        _no_fallback(cfg, cache_dir())
         return _read_fashion_mnist(tuple(found[name] for name in FASHION_MNIST_FILES))
     tried.append(f"download into {cache_dir()} ({reason})")
     raise DataError(
@@ -308,10 +322,12 @@ def _load_cifar(cfg: DataConfig) -> _Images:
             continue
         root = root.parent if root.name == cls.base_folder else root
         if (root / cls.base_folder).is_dir():
+            _no_fallback(cfg, root / cls.base_folder)
             return _read_cifar(cls.__name__, str(root))
         tried.append(f"{root / cls.base_folder} (not found)")
     reason = _download(cls, cache_dir())
     if reason is None:
+        _no_fallback(cfg, cache_dir() / cls.base_folder)
         return _read_cifar(cls.__name__, str(cache_dir()))
     tried.append(f"download into {cache_dir()} ({reason})")
     raise DataError(

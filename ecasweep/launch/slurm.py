@@ -50,7 +50,9 @@ log = logging.getLogger(__name__)
 SIGNAL_DELAY_S = 90
 #: a job reaching its time limit requeues itself at most this often
 MAX_REQUEUES = 10
-_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$", re.ASCII)
+#: the forms of a time limit that SLURM reads (sbatch --time), as ``--time`` help and errors name them
+TIME_FORMS = "MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS (8:00 is eight minutes, 8:00:00 eight hours)"
 _MEM = re.compile(r"^\d+(?:\.\d+)?[KMGT]?B?$", re.IGNORECASE)
 
 
@@ -102,23 +104,36 @@ class SlurmOptions:
         return cls(**values)
 
     def minutes(self) -> int | None:
-        """The time limit in whole minutes (SLURM's formats: MM, HH:MM:SS, D-HH, D-HH:MM, ...)."""
+        """The time limit in whole minutes, read as SLURM reads it (``TIME_FORMS``: 8:00 is eight
+        minutes); a field out of its range (minutes or seconds of 60 or more after the first field,
+        hours of 24 or more after days) is refused, where SLURM would quietly carry it over.
+
+        >>> [SlurmOptions(time=t).minutes() for t in ("90", "8:00", "8:00:00", "1-12", "2-0:30:00")]
+        [90, 8, 480, 2160, 2910]
+        """
         if self.time is None:
             return None
-        match = _TIME.match(str(self.time).strip())
+        text = str(self.time).strip()
+        match = _TIME.match(text)
         if not match:
-            raise SpecError(f"--time: expected minutes or SLURM's [D-]HH:MM[:SS], got {self.time!r}")
+            raise SpecError(f"--time: expected one of SLURM's forms {TIME_FORMS}, got {self.time!r}")
         days, a, b, c = match.groups()
         parts = [int(a)] + [int(x) for x in (b, c) if x is not None]
         if days is not None:  # D-HH, D-HH:MM, D-HH:MM:SS
             hours, minutes, seconds = (parts + [0, 0])[:3]
+            limits = (("hours", hours, 24), ("minutes", minutes, 60), ("seconds", seconds, 60))
             total = int(days) * 1440 + hours * 60 + minutes + (seconds > 0)
         elif len(parts) == 1:  # MM
-            total = parts[0]
+            limits, total = (), parts[0]
         elif len(parts) == 2:  # MM:SS
-            total = parts[0] + (parts[1] > 0)
+            limits, total = (("seconds", parts[1], 60),), parts[0] + (parts[1] > 0)
         else:  # HH:MM:SS
+            limits = (("minutes", parts[1], 60), ("seconds", parts[2], 60))
             total = parts[0] * 60 + parts[1] + (parts[2] > 0)
+        for field_name, value, limit in limits:
+            if value >= limit:
+                raise SpecError(f"--time {text}: {field_name} {value} is out of range (0 to {limit - 1}); "
+                                f"SLURM's forms are {TIME_FORMS}")
         if total < 1:
             raise SpecError(f"--time: expected at least one minute, got {self.time!r}")
         return total
@@ -135,15 +150,63 @@ class SlurmOptions:
         return {k: v for k, v in params.items() if v is not None} | {"time": self.minutes()}
 
 
+#: sbatch options ecasweep (or submitit for it) sets on every job: another value would break the job
+#: (its logs, its array, the SIGUSR2 before the time limit, the environment that carries the storage
+#: password, submitit's reading of sbatch's answer), so ``--sbatch`` may not give them
+_SBATCH_OWN = {
+    "job-name": "the jobs are named after the study", "output": "submitit keeps the job logs there",
+    "error": "submitit keeps the job logs there", "open-mode": "a requeued job appends to its logs",
+    "array": "the jobs are one array, sized by --jobs", "wrap": "the job script is submitit's",
+    "signal": "SIGUSR2 warns a job before its time limit, to requeue itself",
+    "export": "the jobs need the submitting environment, where the storage password travels",
+    "export-file": "the jobs need the submitting environment, where the storage password travels",
+    "nodes": "each job is one worker on one node", "ntasks": "each job is one worker",
+    "ntasks-per-node": "each job is one worker", "no-requeue": "jobs requeue themselves at the time limit",
+    "parsable": "submitit reads sbatch's usual answer", "test-only": "submit tests the jobs itself",
+    "wait": "submit returns once the jobs are queued",
+}
+#: sbatch options that ``ecasweep submit`` has options of its own for
+_SBATCH_GIVEN = {"partition": "--partition", "time": "--time", "cpus-per-task": "--cpus-per-job",
+                 "gpus-per-node": "--gpus-per-job", "mem": "--mem", "account": "--account", "qos": "--qos"}
+#: sbatch's one-letter options, by their long names (the long name is what an #SBATCH line of submitit's takes)
+_SBATCH_SHORT = {"J": "job-name", "o": "output", "e": "error", "a": "array", "N": "nodes", "n": "ntasks",
+                 "W": "wait", "p": "partition", "t": "time", "c": "cpus-per-task", "A": "account", "q": "qos",
+                 "C": "constraint", "D": "chdir", "G": "gpus", "H": "hold", "w": "nodelist", "x": "exclude",
+                 "d": "dependency", "i": "input", "k": "no-kill", "s": "oversubscribe", "S": "core-spec"}
+#: real sbatch options that are also the start of a refused one (sbatch takes any unambiguous start)
+_SBATCH_PREFIXES_ALLOWED = {"gpus"}
+
+
 def _sbatch_parameters(lines: Sequence[str]) -> dict[str, Any]:
-    """Extra ``#SBATCH`` lines (``--constraint=a100``, ``#SBATCH --exclusive``) as submitit's additional parameters."""
+    """Extra ``#SBATCH`` lines (``--constraint=a100``, ``#SBATCH --exclusive``) as submitit's additional parameters.
+
+    An option ecasweep sets itself (``_SBATCH_OWN``) or has an option for (``_SBATCH_GIVEN``), by its
+    name or the start of it (sbatch reads ``--out`` as ``--output``), is refused in one line saying
+    why, and so is a one-letter option (an ``#SBATCH`` line of submitit's takes the long name).
+    """
     params: dict[str, Any] = {}
+    refused = {**_SBATCH_OWN, **_SBATCH_GIVEN}
     for line in lines:
         text = str(line).strip().removeprefix("#SBATCH").strip()
-        match = re.fullmatch(r"(?:--)?([A-Za-z][\w-]*)(?:[= ](.+))?", text)
-        if not match:
+        match = re.fullmatch(r"(-{1,2})?([A-Za-z][\w-]*)(?:[= ](.+))?", text, re.ASCII | re.DOTALL)
+        if not match or "\n" in text:
             raise SpecError(f"--sbatch: expected an sbatch option like --constraint=a100, got {line!r}")
-        key, value = match.group(1), match.group(2)
+        dashes, key, value = match.groups()
+        if len(key) == 1 or dashes == "-":
+            long = _SBATCH_SHORT.get(key[0]) if dashes == "-" or len(key) == 1 else None
+            raise SpecError(f"--sbatch {line}: expected sbatch's long option name"
+                            + (f" ({long}=... for -{key[0]})" if long else "") + ", e.g. --sbatch constraint=a100")
+        name = key.replace("_", "-").lower()
+        option = name if name in refused else None
+        if option is None and name not in _SBATCH_PREFIXES_ALLOWED:
+            option = next((o for o in refused if o.startswith(name)), None)
+        if option is not None:
+            read_as = f"sets --{option}" if option == name else f"may be read by sbatch as --{option}"
+            if option in _SBATCH_GIVEN:
+                raise SpecError(f"--sbatch {line}: {read_as}, which `ecasweep submit {_SBATCH_GIVEN[option]}` gives; "
+                                f"use that option instead")
+            raise SpecError(f"--sbatch {line}: {read_as}, which submit does not let you change: "
+                            f"{_SBATCH_OWN[option]}; leave it out")
         params[key] = True if value is None else value.strip().strip("'\"")
     return params
 
@@ -180,26 +243,32 @@ def submit(study_name: str, profile: str = "quick", overrides: Sequence[str] = (
     """
     from ..engine.data import load_dataset
     from ..spec import load_study
-    from ..store.storage import default_storage_url, open_storage
+    from ..store.storage import default_storage_url, heartbeat_interval, open_storage
     from ..sweep.cells import cell_statuses, ensure_cells
+    from ..sweep.runner import check_before_writing, check_directory
     from ..sweep.study import open_study, stored_spec
     from .jobs import record_jobs
 
     spec = load_study(study_name, profile, overrides)
+    check_before_writing(spec, name)  # a study name (or anything) the storage cannot hold, as `run` checks
     if not isinstance(options, SlurmOptions):
         options = SlurmOptions.merged(spec.launcher.get("slurm"), **dict(options or {}))
     url = _absolute_journal(storage_url or default_storage_url())
+    heartbeat_interval()  # $ECASWEEP_HEARTBEAT, which the jobs' storage reads
     warning = check_cluster_storage(url, shared_journal=shared_journal)
     submitit = _submitit()
     if shutil.which("sbatch") is None or shutil.which("srun") is None:
         raise EcasweepError("no SLURM here: sbatch and srun are not on PATH (submit from a login node of the cluster)")
     root = Path(job_dir).absolute() if job_dir else default_job_dir(name or spec.name)
-    _make_private(root)
-    executor = submitit.SlurmExecutor(folder=root / "jobs")
+    check_directory(root / "jobs", "--job-dir" if job_dir else "the job folder", "--job-dir")
+    if checkpoint_dir:
+        check_directory(Path(checkpoint_dir).absolute(), "--checkpoint-dir")
+    executor = submitit.SlurmExecutor(folder=root / "jobs")  # creates nothing until a job is submitted
     executor.update_parameters(**options.executor_parameters(f"ecasweep-{name or spec.name}"))
-    _test_only(executor)
+    _test_only(executor, options)
     load_dataset(spec.data, seed=0)  # a missing dataset or an impossible subset, as `run` checks
 
+    _make_private(root)  # the first thing written, once everything that can be refused was checked
     study = open_study(spec, open_storage(url), name, url)
     stored = stored_spec(study)
     if stored.seeds > spec.seeds:  # fewer seeds than planned does not shrink a study
@@ -261,18 +330,46 @@ def _environment(values: Mapping[str, str | None]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _test_only(executor) -> None:
+def _test_only(executor, options: SlurmOptions | None = None) -> None:
     """``sbatch --test-only`` on the job script submitit would write (with a no-op command): a
-    partition, account, QOS, GPU request or time limit SLURM refuses is one line, before anything
-    is written."""
-    text = executor._make_submission_file_text("true", "test-only")
+    partition, account, QOS, GPU request, time limit or ``--sbatch`` option SLURM refuses is one
+    line, before anything is written. A refused ``--sbatch`` option is named: each is tried alone."""
+    refusal = _sbatch_test_only(executor)
+    if refusal is None:
+        return
+    extra = dict(executor.parameters.get("additional_parameters") or {})
+    given = list(options.sbatch) if options is not None else []
+    if given:
+        own = {k: v for k, v in extra.items() if k == "mem"}  # --mem travels as an additional parameter
+        for line in given:
+            alone = _sbatch_test_only(executor, {**own, **_sbatch_parameters([line])})
+            if alone is not None:
+                raise EcasweepError(f"--sbatch {line}: SLURM refuses it: {alone}")
+    raise EcasweepError(f"SLURM refuses these jobs: {refusal}")
+
+
+def _sbatch_test_only(executor, additional: Mapping[str, Any] | None = None) -> str | None:
+    """What ``sbatch --test-only`` says against the job script (with ``additional`` in place of its
+    additional parameters, when given), in one line; None when it accepts it."""
+    saved = dict(executor.parameters)
+    if additional is not None:
+        executor.parameters["additional_parameters"] = dict(additional)
+    try:
+        text = executor._make_submission_file_text("true", "test-only")
+    finally:
+        executor.parameters.clear()
+        executor.parameters.update(saved)
     with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="ecasweep-") as script:
         script.write(text)
         script.flush()
         result = subprocess.run(["sbatch", "--test-only", script.name], capture_output=True, text=True, timeout=60)
-    if result.returncode != 0:
-        lines = [line.removeprefix("sbatch: error: ") for line in result.stderr.strip().splitlines()]
-        raise EcasweepError(f"SLURM refuses these jobs: {lines[-1] if lines else 'sbatch --test-only failed'}")
+    if result.returncode == 0:
+        return None
+    # sbatch ends with 'Try "sbatch --help" for more information', which names nothing: the line before it does
+    lines = [line.removeprefix("sbatch: error: ").removeprefix("sbatch: ").strip()
+             for line in result.stderr.strip().splitlines() if not line.startswith("Try ")]
+    lines = [line for line in lines if line]
+    return lines[-1] if lines else f"sbatch --test-only failed (exit code {result.returncode})"
 
 
 def _cells_left(study, spec, cell_statuses) -> int:

@@ -31,6 +31,11 @@ def study_paths() -> dict[str, Path]:
     'kernel-size.toml'
     """
     dirs = [Path(p) for p in os.environ.get("ECASWEEP_STUDIES", "").split(os.pathsep) if p]
+    for folder in dirs:  # a folder that is not there is said, never skipped in silence
+        if not folder.is_dir():
+            state = "is a file" if folder.exists() else "does not exist"
+            raise SpecError(f"ECASWEEP_STUDIES: {folder} {state}; expected folders of study files (.toml), "
+                            f"separated by {os.pathsep!r} (a study file itself is given by its path)")
     paths: dict[str, Path] = {}
     for folder in reversed([*dirs, BUILTIN_STUDIES]):
         if folder.is_dir():

@@ -12,6 +12,11 @@ spec (several attributes, ``spec_attrs``), so that no process reads half of one:
   (never on the database file itself: closing another descriptor of it would drop SQLite's own
   POSIX locks held by this process).
 
+Readers (``status``, ``table``, ``compare``, ``plot``) take ``read_locked`` instead, which writes
+nothing: a shared advisory lock on PostgreSQL, and beside a file a shared ``flock`` on the lock file
+only if it exists. Where it does not, no writer has locked the study yet; the reader reads, and
+reads again under the lock if a writer created the lock file meanwhile.
+
 Example:
     >>> import optuna
     >>> study = optuna.create_study()
@@ -23,8 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import optuna
 
@@ -46,23 +52,67 @@ def study_lock(study: optuna.Study) -> Iterator[None]:
         with _mysql_lock(engine, f"ecasweep-{study._study_id}"):
             yield
     elif (path := _local_file(storage)) is not None:
-        with _file_lock(path.with_name(path.name + ".ecasweep-lock")):
+        with _file_lock(lock_file(path)):
             yield
     else:  # in-memory or unknown: one process only
         yield
 
 
+T = TypeVar("T")
+
+
+def read_locked(study: optuna.Study, read: Callable[[], T]) -> T:
+    """``read()`` as a reader of the study under its lock (see the module docstring), creating no
+    file: what ``status`` and ``table`` read is never half of what a writer is writing."""
+    storage = study._storage
+    engine = rdb_engine(storage)
+    if engine is not None and engine.dialect.name == "postgresql":
+        with _pg_lock(engine, study._study_id, shared=True):
+            return read()
+    if engine is not None and engine.dialect.name in ("mysql", "mariadb"):
+        with _mysql_lock(engine, f"ecasweep-{study._study_id}"):
+            return read()
+    path = _local_file(storage)
+    if path is None:
+        return read()
+    lock = lock_file(path)
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_RDONLY)  # never O_CREAT: reading leaves no file behind
+        except FileNotFoundError:
+            value = read()
+            if not lock.exists():  # no writer had started before the read ended
+                return value
+            continue  # a writer created it meanwhile: read again under the lock
+        except OSError:  # another user's lock file: read as a reader without one
+            return read()
+        with os.fdopen(fd) as f:
+            fcntl.flock(f, fcntl.LOCK_SH)
+            try:
+                return read()
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+    return read()
+
+
+def lock_file(path: Path) -> Path:
+    """The lock file beside a SQLite database or journal file."""
+    return path.with_name(path.name + ".ecasweep-lock")
+
+
 @contextlib.contextmanager
-def _pg_lock(engine, key: int) -> Iterator[None]:
+def _pg_lock(engine, key: int, shared: bool = False) -> Iterator[None]:
     import sqlalchemy
 
+    lock, unlock = ("pg_advisory_lock_shared", "pg_advisory_unlock_shared") if shared else \
+        ("pg_advisory_lock", "pg_advisory_unlock")
     with engine.connect() as conn:
-        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:a, :b)"), {"a": _PG_NAMESPACE, "b": key})
+        conn.execute(sqlalchemy.text(f"SELECT {lock}(:a, :b)"), {"a": _PG_NAMESPACE, "b": key})
         conn.commit()
         try:
             yield
         finally:
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:a, :b)"), {"a": _PG_NAMESPACE, "b": key})
+            conn.execute(sqlalchemy.text(f"SELECT {unlock}(:a, :b)"), {"a": _PG_NAMESPACE, "b": key})
             conn.commit()
 
 

@@ -37,16 +37,87 @@ GRACE_FACTOR = 3
 SQLITE_BUSY_TIMEOUT = 300
 
 
+class NoStudyError(StorageError):
+    """A storage that holds no study yet (no database file, an empty one, no Optuna tables): what a
+    reader is told without the storage being created."""
+
+
 def default_storage_url() -> str:
     return os.environ.get("ECASWEEP_STORAGE") or DEFAULT_STORAGE
+
+
+#: the longest heartbeat interval accepted (a day): Optuna computes a stale trial's deadline with
+#: datetime arithmetic, which overflows for intervals of centuries
+MAX_HEARTBEAT_SECONDS = 86400
 
 
 def heartbeat_interval() -> int:
     """Heartbeat interval in seconds (``$ECASWEEP_HEARTBEAT`` overrides; tests use 1)."""
     raw = os.environ.get("ECASWEEP_HEARTBEAT", "").strip()
-    if raw and not (raw.isdigit() and int(raw) > 0):
-        raise StorageError(f"ECASWEEP_HEARTBEAT: expected a whole number of seconds > 0, got {raw!r}")
+    if raw and not (raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_HEARTBEAT_SECONDS):
+        raise StorageError(f"ECASWEEP_HEARTBEAT: expected a whole number of seconds from 1 to "
+                           f"{MAX_HEARTBEAT_SECONDS}, got {raw!r}")
     return int(raw) if raw else HEARTBEAT_SECONDS
+
+
+# --------------------------------------------------------------- what a storage can hold
+
+try:  # Optuna's own limit: study names and attribute keys are VARCHAR(512) in its RDB schema
+    from optuna.storages._rdb.models import MAX_INDEXED_STRING_LENGTH as MAX_KEY_LENGTH
+except ImportError:  # pragma: no cover - a future Optuna that moved it
+    MAX_KEY_LENGTH = 512
+#: attribute values and distributions are TEXT in Optuna's schema: 65,535 bytes on MySQL (the
+#: smallest of SQLite, PostgreSQL and MySQL), and Optuna stores them as JSON
+MAX_TEXT_BYTES = 65535
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """``text`` short enough for a one-line message."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"
+
+
+def check_study_name(name: str, what: str = "study name") -> None:
+    """Refuse, with one line, a study name that no storage can hold: empty, longer than Optuna's
+    column (``MAX_KEY_LENGTH`` characters, checked on SQLite too, which would accept it, so that a
+    study can move between storages), with a NUL character (PostgreSQL refuses it) or bytes that are
+    not UTF-8 (an undecodable command-line argument). ``what`` names where it came from.
+
+    >>> check_study_name("kernel-size")
+    >>> check_study_name("x" * 513, "--name")
+    Traceback (most recent call last):
+    ...
+    ecasweep.errors.StorageError: --name: expected at most 512 characters (Optuna's storage holds study names of up to 512), got 513 ('xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'... (513 characters))
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise StorageError(f"{what}: expected a study name, got an empty one")
+    if "\x00" in name:
+        raise StorageError(f"{what}: {_shown(name)} holds a NUL character, which a storage cannot hold")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StorageError(f"{what}: {_shown(name)} is not valid UTF-8 text (bytes of another encoding?)") from None
+    if len(name) > MAX_KEY_LENGTH:
+        raise StorageError(f"{what}: expected at most {MAX_KEY_LENGTH} characters (Optuna's storage holds study "
+                           f"names of up to {MAX_KEY_LENGTH}), got {len(name):,} ({_shown(name)})")
+
+
+def check_storable(attrs: dict, what: str) -> None:
+    """Refuse what a storage cannot hold among attributes (or parameters) about to be written: a key
+    longer than ``MAX_KEY_LENGTH`` characters or a value whose JSON is longer than ``MAX_TEXT_BYTES``
+    bytes (MySQL's TEXT), on every storage alike. ``what`` says whose attributes they are."""
+    import json
+
+    for key, value in attrs.items():
+        if len(str(key)) > MAX_KEY_LENGTH:
+            raise StorageError(f"{what}: the name {_shown(str(key))} is longer than the {MAX_KEY_LENGTH} characters "
+                               "a storage holds")
+        try:
+            size = len(json.dumps(value, default=str).encode("utf-8"))
+        except (TypeError, ValueError, UnicodeEncodeError) as exc:
+            raise StorageError(f"{what}: {key}: a value a storage cannot hold ({exc})") from None
+        if size > MAX_TEXT_BYTES:
+            raise StorageError(f"{what}: {key}: {size:,} bytes, more than the {MAX_TEXT_BYTES:,} a storage holds "
+                               "(MySQL's TEXT)")
 
 
 _USERINFO_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
@@ -130,13 +201,15 @@ def normalize_url(url: str) -> str:
 
 
 def open_storage(url: str | None = None, *, create: bool = True) -> BaseStorage:
-    """An Optuna storage for ``url``; ``create=False`` refuses to create a new SQLite file.
+    """An Optuna storage for ``url``; ``create=False`` (readers) creates nothing: no SQLite or journal
+    file, and no Optuna tables in a database server that has none (``NoStudyError`` instead).
 
     Raises ``StorageError`` with one readable (password-masked) line for a malformed URL, an
     unreachable server, a missing or read-only directory, a file that is not a database, or a
     database that belongs to another program.
     """
     url = normalize_url(url or default_storage_url())
+    heartbeat_interval()  # $ECASWEEP_HEARTBEAT is checked whichever storage it is
     if url.startswith("journal:"):
         return _journal(url[len("journal:"):].removeprefix("//"), create)
     sqlite = url.startswith("sqlite")
@@ -149,7 +222,11 @@ def open_storage(url: str | None = None, *, create: bool = True) -> BaseStorage:
         if url.startswith("postgresql"):
             engine_kwargs["connect_args"] = {"connect_timeout": 10}
     try:
+        if not create and not sqlite:  # RDBStorage creates Optuna's tables in a database that has none
+            _check_optuna_tables(url, engine_kwargs)
         storage = _rdb_storage(url, engine_kwargs)
+    except NoStudyError:
+        raise
     except ImportError:
         hint = "pip install 'ecasweep[postgres]'" if url.startswith("postgres") else \
             "install the SQLAlchemy driver named in the URL (e.g. mysql+pymysql:// needs PyMySQL)"
@@ -160,6 +237,33 @@ def open_storage(url: str | None = None, *, create: bool = True) -> BaseStorage:
     if sqlite:
         _serialise_sqlite(storage.engine)
     return storage
+
+
+def check_creatable(url: str) -> None:
+    """What ``open_storage(url)`` would refuse about a SQLite or journal file it has to create (a
+    missing or read-only directory, an in-memory database), checked without creating it: a dry run
+    answers as the run would."""
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        _check_sqlite(url, create=True)
+    elif url.startswith("journal:"):
+        file = Path(url[len("journal:"):].removeprefix("//"))
+        if not file.exists() and not file.parent.is_dir():
+            raise StorageError(f"cannot create journal {file}: directory {file.parent} does not exist")
+
+
+def _check_optuna_tables(url: str, engine_kwargs: dict) -> None:
+    """``NoStudyError`` when the database at ``url`` lacks Optuna's ``studies`` table, asked through
+    SQLAlchemy's inspector, which only reads (constructing ``RDBStorage`` would create the schema)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        tables = set(sqlalchemy.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    if "studies" not in tables:
+        raise NoStudyError(f"no study in {mask_url(url)} yet (the database has no Optuna tables)")
 
 
 def _rdb_storage(url: str, engine_kwargs: dict) -> RDBStorage:
@@ -201,7 +305,7 @@ def _serialise_sqlite(engine) -> None:
 def _journal(path: str, create: bool) -> JournalStorage:
     file = Path(path)
     if not create and not file.exists():
-        raise StorageError(f"no journal file at {file}")
+        raise NoStudyError(f"no journal file at {file}")
     if not file.parent.exists():
         raise StorageError(f"cannot create journal {file}: directory {file.parent} does not exist")
     try:
@@ -224,7 +328,7 @@ def _check_sqlite(url: str, create: bool) -> None:
                            "cannot see it; give a file, e.g. sqlite:///ecasweep.db")
     if not path.exists():
         if not create:
-            raise StorageError(f"no database at {path} (run a study first, or pass --storage)")
+            raise NoStudyError(f"no database at {path} (run a study first, or pass --storage)")
         if not path.parent.is_dir():
             raise StorageError(f"cannot create database {path}: directory {path.parent} does not exist")
         if not os.access(path.parent, os.W_OK):
@@ -236,7 +340,7 @@ def _check_sqlite(url: str, create: bool) -> None:
         raise StorageError(f"database {path} is read-only; ecasweep needs to write to it")
     if path.stat().st_size == 0:
         if not create:  # being created by a run that just started: nothing to read yet
-            raise StorageError(f"no study in {path} yet (an empty database)")
+            raise NoStudyError(f"no study in {path} yet (an empty database)")
         return
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
@@ -247,7 +351,7 @@ def _check_sqlite(url: str, create: bool) -> None:
         raise StorageError(f"{path} is a database of another program (tables: "
                            f"{', '.join(sorted(tables)[:5])}); pass another --storage")
     if not create and not tables:  # reading must not create Optuna's tables under a starting run
-        raise StorageError(f"no study in {path} yet (an empty database)")
+        raise NoStudyError(f"no study in {path} yet (an empty database)")
 
 
 def rdb_engine(storage: BaseStorage):
@@ -264,18 +368,39 @@ def storage_failure(exc: BaseException) -> str | None:
     A database server that went away, a disk that filled up, a lock held for longer than the busy
     timeout: SQLAlchemy's ``OperationalError`` and Optuna's ``StorageInternalError`` wrapping it.
     """
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import DataError, OperationalError
 
     if isinstance(exc, optuna.exceptions.StorageInternalError):
         exc = exc.__cause__ or exc
-    if not isinstance(exc, (OperationalError, optuna.exceptions.StorageInternalError)):
+    if not isinstance(exc, (OperationalError, DataError, optuna.exceptions.StorageInternalError)):
         return None
     detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return f"the storage failed: {mask_url(detail[0] if detail else type(exc).__name__)}"
+    # DataError: a value longer than its column; what ecasweep writes is checked before (check_storable),
+    # so this is the last word on what escaped that check, not a traceback
+    what = "refused a value" if isinstance(exc, DataError) else "failed"
+    return f"the storage {what}: {mask_url(detail[0] if detail else type(exc).__name__)}"
+
+
+def open_existing(name: str, url: str | None = None) -> optuna.Study:
+    """The stored study ``name``, for a command that reads it (or joins it): nothing is created, not
+    even the storage; a missing one is ``StorageError`` naming the study."""
+    return open_reading(name, url)[1]
+
+
+def open_reading(name: str, url: str | None = None) -> tuple[BaseStorage, optuna.Study]:
+    """``open_existing``, with the storage as ``open_storage`` gave it (for optuna-dashboard)."""
+    check_study_name(name)
+    url = url or default_storage_url()
+    try:
+        storage = open_storage(url, create=False)
+    except NoStudyError as exc:
+        raise StorageError(f"no study named {_shown(name)}: {exc}") from None
+    return storage, load_study(storage, name, url)
 
 
 def load_study(storage: BaseStorage, name: str, url: str = "") -> optuna.Study:
     """An existing study, or ``StorageError`` listing the studies that are there."""
+    check_study_name(name)
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:

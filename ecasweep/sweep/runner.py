@@ -7,9 +7,11 @@ study without touching it.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import optuna
@@ -18,11 +20,17 @@ from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn
 from rich.table import Table
 
 from ..engine.config import RuntimeConfig
+from ..models.user import verify as verify_code
 from ..engine.data import load_dataset
 from ..engine.devices import cpu_count
-from ..store.results import SPEC_ATTR, TrialRecord, read_records
+from ..errors import EcasweepError, SpecError
+from ..store.locking import read_locked
+from ..store.results import HASH_ATTR, SPEC_ATTR, TrialRecord, cell_attrs, read_records
+from ..store.stored_spec import read_spec, spec_attrs
 from ..spec import Arm, Cell, StudySpec, load_study
-from ..store.storage import default_storage_url, load_study as load_stored, normalize_url, open_storage, sqlite_path
+from ..store.storage import (NoStudyError, check_creatable, check_storable, check_study_name, default_storage_url,
+                             heartbeat_interval, load_study as load_stored, mask_url, open_existing,
+                             open_storage)
 from .cells import INTERRUPTED, CellStatus, cell_statuses, ensure_cells
 from .slots import default_checkpoint_dir, plan_slots, run_workers
 from .study import extended, open_study, stored_spec
@@ -39,13 +47,23 @@ class RunOutcome:
 
 def run(study_name: str, profile: str = "quick", overrides: Sequence[str] = (), storage_url: str | None = None,
         name: str | None = None, devices: Sequence[str] = ("auto",), workers: int = 1,
-        checkpoint_dir: str | None = None, dry_run: bool = False, console: Console | None = None) -> RunOutcome | None:
-    """Run or resume ``study_name``; None for a dry run (which prints the plan instead)."""
-    # What a user can get wrong is checked before the storage is opened, so a mistake writes nothing.
+        checkpoint_dir: str | None = None, dry_run: bool = False, console: Console | None = None,
+        until_resolved: bool = False) -> RunOutcome | None:
+    """Run or resume ``study_name``; None for a dry run (which prints the plan instead).
+
+    ``until_resolved``: the run is a round of ``--until-resolved``, which needs claims to resolve.
+    """
+    # What a user can get wrong is checked before the storage is opened, so a mistake writes nothing,
+    # and a dry run refuses what the run would refuse.
     spec = load_study(study_name, profile, overrides)
+    check_before_writing(spec, name, until_resolved)
+    url = storage_url or default_storage_url()
+    check_creatable(url)  # a file storage it cannot create, or a file that is no database
+    heartbeat_interval()  # $ECASWEEP_HEARTBEAT, which every storage reads
+    check_directory(checkpoint_dir or default_checkpoint_dir(name or spec.name),
+                    "--checkpoint-dir" if checkpoint_dir else "the checkpoint folder")
     slots = plan_slots(devices, workers)
     load_dataset(spec.data, seed=0)  # a missing dataset or an impossible subset
-    url = storage_url or default_storage_url()
     if dry_run:
         _print_plan(_existing_study(spec, url, name), spec, slots, console or Console())
         return None
@@ -71,9 +89,13 @@ def run(study_name: str, profile: str = "quick", overrides: Sequence[str] = (), 
 def join(study_name: str, storage_url: str | None = None, device: str = "auto", threads: int | None = None,
          checkpoint_dir: str | None = None, console: Console | None = None) -> dict[str, int]:
     """Work on a study that exists in the storage until none of its cells is left."""
+    check_study_name(study_name)
+    check_directory(checkpoint_dir or default_checkpoint_dir(study_name),
+                    "--checkpoint-dir" if checkpoint_dir else "the checkpoint folder")
     url = storage_url or default_storage_url()
-    study = load_stored(open_storage(url, create=False), study_name, url)
+    study = open_existing(study_name, url)
     spec = stored_spec(study)
+    verify_code(spec.code, study.study_name)  # this machine's copy of users' modules, before any display
     runtime = RuntimeConfig(device=device, threads=threads,
                             checkpoint_dir=checkpoint_dir or default_checkpoint_dir(study.study_name))
     with StudyProgress(study, spec, console, 1) as progress:
@@ -82,9 +104,8 @@ def join(study_name: str, storage_url: str | None = None, device: str = "auto", 
 
 def status(study_name: str, storage_url: str | None = None) -> list[CellStatus]:
     """Where each cell of a stored study stands; for a search study, each of its trials."""
-    url = storage_url or default_storage_url()
-    study = load_stored(open_storage(url, create=False), study_name, url)
-    spec = stored_spec(study)
+    study = open_existing(study_name, storage_url)
+    spec = _read_stored_spec(study)
     if spec.search is None:
         return cell_statuses(study, spec)
     states = {"COMPLETE": "done", "PRUNED": "pruned", "RUNNING": "running", "WAITING": "waiting", "FAIL": "failed"}
@@ -94,9 +115,69 @@ def status(study_name: str, storage_url: str | None = None) -> list[CellStatus]:
 
 def results(study_name: str, storage_url: str | None = None) -> tuple[optuna.Study, dict[str, Any], list[TrialRecord]]:
     """A stored study, its spec (as stored) and its trials, for reports."""
-    url = storage_url or default_storage_url()
-    study = load_stored(open_storage(url, create=False), study_name, url)
-    return study, stored_spec(study).to_dict(), read_records(study)  # refuses a study ecasweep did not create
+    study = open_existing(study_name, storage_url)
+    return study, _read_stored_spec(study).to_dict(), read_records(study)  # refuses a study ecasweep did not create
+
+
+def _read_stored_spec(study: optuna.Study) -> StudySpec:
+    """``study.stored_spec`` for a reader: under the study's lock as readers take it, which creates no
+    file (``locking.read_locked``)."""
+    stored = read_locked(study, lambda: read_spec(study.user_attrs))
+    if stored is None:
+        raise EcasweepError(f"study {study.study_name!r} was not created by ecasweep (no spec stored)")
+    return StudySpec.from_dict(stored)
+
+
+# ------------------------------------------------------------------------- checks before writing
+
+def check_before_writing(spec: StudySpec, name: str | None = None, until_resolved: bool = False) -> None:
+    """What ``run``, its dry run and ``submit`` refuse before anything is written: a study name or
+    anything else of the study that the storage cannot hold (``storage.check_storable``), and
+    ``--until-resolved`` for a study without claims."""
+    check_study_name(name if name is not None else spec.name,
+                     "--name" if name is not None else f"{spec.source}: name (the study name; --name overrides it)")
+    if until_resolved and not spec.claims:
+        raise EcasweepError(f"--until-resolved: study {spec.name!r} states no claims ([[claims]] in its file), so "
+                            "there is nothing to resolve; run it without --until-resolved")
+    check_storable({**spec_attrs(spec.to_dict()), HASH_ATTR: spec.results_hash()}, f"{spec.source}: the study's spec")
+    if spec.search is not None:
+        check_storable({key: None for key in spec.search.space}, f"{spec.source}: [search] space")
+        return
+    from optuna.distributions import distribution_to_json
+
+    from ..store.params import study_distributions
+
+    check_storable({key: distribution_to_json(d) for key, d in study_distributions(spec).items()},
+                   f"{spec.source}: the parameters of its trials")
+    seen: set[str] = set()
+    for cell in spec.cells():  # one cell per arm: their attributes differ by the seed alone
+        if cell.arm.id not in seen:
+            seen.add(cell.arm.id)
+            check_storable(cell_attrs(cell.key, cell.arm.id, cell.backbone, cell.seed, cell.arm.kwargs),
+                           f"{spec.source}: arm {cell.arm.id}")
+
+
+def check_directory(path: str | Path, what: str, option: str = "--checkpoint-dir") -> None:
+    """Refuse a folder that cannot be created: a name longer than the filesystem allows (a long study
+    name makes a long checkpoint folder), a file in the way, or a parent that is not writable."""
+    path = Path(path)
+    longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    try:
+        limit = os.pathconf(existing if existing.is_dir() else existing.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if longest > limit:
+        raise EcasweepError(f"{what} {_short(str(path))}: a folder name of {longest} bytes, longer than this "
+                            f"filesystem's {limit}; use a shorter study name (--name) or give {option}")
+    if not existing.is_dir():
+        raise EcasweepError(f"{what} {path}: {existing} is a file, not a folder")
+    if existing != path and not os.access(existing, os.W_OK | os.X_OK):
+        raise EcasweepError(f"{what} {path}: cannot create it, {existing} is not writable")
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 # ----------------------------------------------------------------------------------------- display
@@ -280,14 +361,30 @@ def _clock(seconds: float) -> str:
 
 
 def _existing_study(spec: StudySpec, url: str, name: str | None) -> optuna.Study | None:
-    """The study if it is already stored (checked against ``spec``), else None; creates nothing."""
-    path = sqlite_path(normalize_url(url)) if normalize_url(url).startswith("sqlite") else None
-    if path is not None and not path.exists():
+    """The study if it is already stored (checked against ``spec`` as ``open_study`` checks it),
+    else None; a dry run writes nothing: no file, table, attribute or lock file."""
+    try:
+        storage = open_storage(url, create=False)
+    except NoStudyError:
         return None
-    storage = open_storage(url, create=False)
-    if (name or spec.name) not in optuna.get_all_study_names(storage):
+    name = name or spec.name
+    if name not in optuna.get_all_study_names(storage):
         return None
-    return open_study(spec, storage, name, url)
+    study = load_stored(storage, name, url)
+    stored = read_locked(study, lambda: read_spec(study.user_attrs))
+    if stored is None:
+        raise EcasweepError(f"study {name!r} was not created by ecasweep (no spec stored)")
+    if study.user_attrs.get(HASH_ATTR) != spec.results_hash():  # as study.open_study refuses it, unwritten
+        from ..models import user
+
+        change = user.changed(stored.get("code"), spec.code)
+        if change:
+            raise SpecError(f"study {name!r} in {mask_url(url)}: {change}; results of two versions of a module "
+                            "never meet in one study: restore it, or start a new study with --name")
+        differences = "; ".join(spec.diff(stored)) or "the recipe"
+        raise SpecError(f"study {name!r} in {mask_url(url)} was run with another recipe ({differences}); "
+                        f"resume with the same settings, or start a new study with --name")
+    return study
 
 
 #: a plan of more cells than this is summarised (counts, the first and last cells), not listed
