@@ -5,8 +5,8 @@ seeds, as an ordinary ecasweep study (one study per recipe, in one SQLite file, 
 run resumes). For each recipe and backbone it prints the paired differences ECA − vanilla and
 ECA − SE over seeds (mean and SD, in points of top-1), the median training minutes per cell, and:
 
-- ``seeds``: the seeds the sequential design of ``ecasweep.claims`` would take to decide a
-  superiority claim with that SD and a true difference of 0.5 points, at the kernel-size study's
+- ``seeds``: the seeds the legacy design of ``ecasweep.claims`` (``bonferroni-even``) would take to
+  decide a superiority claim with that SD and a true difference of 0.5 points, at the kernel-size study's
   per-claim α (α = 0.05 over its 26 claim-backbone pairs);
 - ``min/verdict``: those seeds times the minutes of one seed of both arms of the claim: compute to a
   verdict, the number to compare across recipes.

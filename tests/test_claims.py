@@ -1,8 +1,10 @@
 """ecasweep.stats.sequential: verdicts, and the error rates of the sequential design, in simulated studies.
 
 The simulations run the built-in kernel-size study's own claims (13 per backbone, 2 backbones)
-through ``claims.sequential``, the code that decides real claims, with paired differences spread
-like the quick profile's seeds (0.3-0.6 percentage points). docs/claims.md reports the same numbers.
+through ``claims.sequential``, the legacy design's test (``bonferroni-even``: the design of studies
+stored before designs were named, which ``build_claims`` still reads them with), with paired
+differences spread like the quick profile's seeds (0.3-0.6 percentage points). docs/claims.md
+reports the same numbers. tests/test_design.py simulates the default design (Holm recycling).
 """
 
 from __future__ import annotations
@@ -329,6 +331,8 @@ UNTIL = """
 layout = "table2"
 backbones = ["resnet-8"]
 seeds = 2
+# every look spends (the default spends nothing before 12 seeds): the first look, 6 seeds, settles the claim
+spending = "even"
 [data]
 dataset = "synthetic"
 synthetic_size = 256

@@ -9,8 +9,10 @@ Example:
 JSON schema (``render_claims(table, "json")``, schema id ``ecasweep.claims/1``)::
 
     {"schema": "ecasweep.claims/1", "study": str, "metric": "top1", "alpha": 0.05,
-     "family": int,             # distinct hypotheses tested: each spends alpha / family
+     "family": int,             # distinct hypotheses tested together (alpha is shared among them)
      "looks": [int],            # the seed counts at which verdicts are taken
+     "design": str,             # how: "holm-power-0.7-after-8" (new studies), "bonferroni-even" (studies stored
+                                #   before designs were named), ... (docs/claims.md)
      "caption": str,
      "rows": [{"words", "kind", "a", "b", "label_a", "label_b", "backbone": str, "margin": float,
                "paper": str,    # the paper's evidence: its figures for A and B where it has them, and words
@@ -18,10 +20,14 @@ JSON schema (``render_claims(table, "json")``, schema id ``ecasweep.claims/1``):
                "evidence": str, # the paper's evidence in words, as the study file states it
                "n": int,        # seeds both arms ran
                "effect", "ci_low", "ci_high": float | null,   # mean A - B, 95% t interval (pp)
-               "low", "high": float | null,   # the decision interval (family-wise, any number of looks)
+               "low", "high": float | null,   # the decision interval over its looks, at the shares of
+                                              #   alpha it holds (decided: its verdict's), see "level"
                "verdict": "supported" | "contradicted" | "open" | "same model",
                "decided_at": int | null,      # the look (seeds) that decided it
-               "seeds_needed": int | null}]}  # open: the look that would decide it at the observed spread
+               "seeds_needed": int | null,    # open: the look that would decide it at the observed spread
+               "level": float | null,         # the two-sided error rate [low, high] was computed at
+               "sim_low", "sim_high": float | null}]}  # the claim's interval at its initial share of
+                                              #   alpha: simultaneous over the study's claims at 1 - alpha
 """
 
 from __future__ import annotations
@@ -72,6 +78,9 @@ class ClaimRow:
     verdict: str
     decided_at: int | None
     seeds_needed: int | None
+    level: float | None = None
+    sim_low: float | None = None
+    sim_high: float | None = None
 
 
 CLAIM_FIELDS = tuple(f.name for f in fields(ClaimRow))
@@ -87,11 +96,12 @@ class ClaimsTable:
     caption: str = ""
     alpha: float = decide.ALPHA
     looks: list[int] = field(default_factory=lambda: list(decide.LOOKS))
+    design: str = decide.LEGACY.name
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document described in the module docstring."""
         return {"schema": SCHEMA, "study": self.study, "metric": METRIC, "alpha": self.alpha,
-                "family": self.family, "looks": self.looks, "caption": self.caption,
+                "family": self.family, "looks": self.looks, "design": self.design, "caption": self.caption,
                 "rows": [asdict(r) for r in self.rows]}
 
 
@@ -109,55 +119,101 @@ def _paper(claim: Mapping[str, Any], params: Mapping[str, Mapping[str, Any]],
     return "; ".join(part for part in (figures, claim.get("evidence", "")) if part), delta
 
 
+def hypotheses(spec: Mapping[str, Any]) -> list[tuple[str, str, str, str, float]]:
+    """The distinct hypotheses a study spec (dict) tests, each ``(backbone, a, b, kind, margin)`` with
+    ``a`` and ``b`` the arms that build the two models (an alias is its arm), in table order; rows
+    whose two arms build one model test nothing and are left out.
+
+    >>> from ecasweep.spec import load_study
+    >>> hyps = hypotheses(load_study("kernel-size").to_dict())
+    >>> len(hyps), hyps[0]
+    (22, ('resnet-8', 'eca(k=3)', 'se(r=16)', 'superiority', 0.0))
+    """
+    out: list[tuple[str, str, str, str, float]] = []
+    for claim, backbone in _pairs(spec):
+        h = _hypothesis(spec, claim, backbone)
+        if h[1] != h[2] and h not in out:
+            out.append(h)
+    return out
+
+
+def _pairs(spec: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], str]]:
+    return [(claim, backbone) for claim in list(spec.get("claims") or []) for backbone in spec.get("backbones", [])]
+
+
+def _hypothesis(spec: Mapping[str, Any], claim: Mapping[str, Any], backbone: str) -> tuple[str, str, str, str, float]:
+    """What a row tests: arms that share a model (aliases) are the same arm."""
+    aliases = (spec.get("aliases") or {}).get(backbone, {})
+    return backbone, aliases.get(claim["a"], claim["a"]), aliases.get(claim["b"], claim["b"]), claim["kind"], \
+        float(claim["margin"])
+
+
 def build_claims(spec: Mapping[str, Any], records: Sequence[TrialRecord], alpha: float = decide.ALPHA) -> ClaimsTable:
-    """The claims of ``spec`` (a study spec dict) decided on ``records``, one row per claim per backbone."""
-    declared = list(spec.get("claims") or [])
-    backbones = list(spec.get("backbones", []))
+    """The claims of ``spec`` (a study spec dict) decided on ``records``, one row per claim per backbone.
+
+    The study's distinct hypotheses are decided together (``stats.sequential.decide_family``) under the
+    design the spec states; a spec stored without one is read under the legacy design
+    (``bonferroni-even``), so that a study keeps the verdicts it had.
+    """
     groups = _group(spec, records)
     params = {arm["id"]: {"attention": arm["attention"], **arm.get("kwargs", {})} for arm in spec.get("arms", [])}
-    aliases = spec.get("aliases") or {}
-
-    def hypothesis(claim: Mapping[str, Any], backbone: str) -> tuple:
-        """What a row tests: arms that share a model (aliases) are the same arm."""
-        model = {side: aliases.get(backbone, {}).get(claim[side], claim[side]) for side in ("a", "b")}
-        return backbone, model["a"], model["b"], claim["kind"], float(claim["margin"])
-
-    pairs = [(claim, backbone, hypothesis(claim, backbone)) for claim in declared for backbone in backbones]
+    design = decide.design_of(spec)
+    pairs = [(claim, backbone, _hypothesis(spec, claim, backbone)) for claim, backbone in _pairs(spec)]
     # A row whose two arms are one model has nothing to test; rows that test the same hypothesis
     # (an alias in place of its arm) have the same data and verdict, and are one member of the family.
-    family = len({h for _, _, h in pairs if h[1] != h[2]})
-    claim_alpha = decide.family_alpha(max(family, 1), alpha)
+    family = hypotheses(spec)
+    diffs = [_diffs(groups, backbone, a, b) for backbone, a, b, _, _ in family]
+    kinds, margins = [h[3] for h in family], [h[4] for h in family]
+    decided = decide.decide_family(decide.look_stats([d for _, d in diffs], decide.LOOKS), kinds, margins,
+                                   design, alpha)
+    now = [stats.summarize_arm(d.tolist()) for _, d in diffs]
+    need = decide.needed(np.array([np.nan if c.mean is None else c.mean for c in now]),
+                         np.array([np.nan if c.std is None else c.std for c in now]),
+                         np.array([d.size for _, d in diffs]), decided, kinds, margins, design)
+    outcome = {h: i for i, h in enumerate(family)}
     reference = paper_reference()
-    rows = [_row(c, b, groups, params, claim_alpha, reference, same_model=h[1] == h[2]) for c, b, h in pairs]
-    table = ClaimsTable(str(spec.get("name", "")), rows, family, alpha=alpha)
+    rows = [_row(c, b, groups, params, reference, decided, need, outcome.get(h), same_model=h[1] == h[2])
+            for c, b, h in pairs]
+    table = ClaimsTable(str(spec.get("name", "")), rows, len(family), alpha=alpha, design=design.name)
     table.caption = _caption(table)
     return table
 
 
-def _row(claim: Mapping[str, Any], backbone: str, groups, params, claim_alpha: float, reference,
-         same_model: bool = False) -> ClaimRow:
-    kind, margin = claim["kind"], float(claim["margin"])
-    cells = [groups.get((backbone, claim[side])) for side in ("a", "b")]
+def _diffs(groups, backbone: str, a: str, b: str) -> tuple[list[int], np.ndarray]:
+    """The seeds both arms ran, and the paired differences A - B over them in seed order."""
+    cells = [groups.get((backbone, arm)) for arm in (a, b)]
     by_seed = [_values(c, METRIC) if c is not None else {} for c in cells]
     seeds = sorted(set(by_seed[0]) & set(by_seed[1]))
-    d = np.array([by_seed[0][s] - by_seed[1][s] for s in seeds], dtype=float)
+    return seeds, np.array([by_seed[0][s] - by_seed[1][s] for s in seeds], dtype=float)
+
+
+def _row(claim: Mapping[str, Any], backbone: str, groups, params, reference, decided, need, h: int | None,
+         same_model: bool = False) -> ClaimRow:
+    kind, margin = claim["kind"], float(claim["margin"])
+    seeds, d = _diffs(groups, backbone, claim["a"], claim["b"])
     if same_model:  # one model: its "difference" is zero by construction, not an effect
         d = d[:0]
     effect = float(d.mean()) if d.size else None
     c = stats.summarize_arm(d.tolist())
-    result = decide.sequential(d, kind, margin, decide.look_alphas(claim_alpha))
-    verdict = SAME_MODEL if same_model else decide.VERDICTS[int(result.verdict)]
-    needed = None
-    if verdict == "open":
-        needed = decide.seeds_to_decide(effect, c.std, kind, margin, claim_alpha, after=int(d.size))
+    verdict, decided_at, needed = SAME_MODEL, None, None
+    low = high = level = sim_low = sim_high = None
+    if h is not None:
+        verdict = decide.VERDICTS[int(decided.verdict[h])]
+        low, high, sim_low, sim_high = (_finite(x[h]) for x in (decided.low, decided.high, decided.sim_low,
+                                                                 decided.sim_high))
+        level = float(decided.level[h])
+        if verdict in ("supported", "contradicted"):
+            decided_at = int(decided.seeds[h])
+        elif int(need[h]):
+            needed = int(need[h])
     paper, paper_delta = _paper(claim, params, reference)
     return ClaimRow(
         words=claim.get("words", ""), kind=kind, a=claim["a"], b=claim["b"],
         label_a=arm_label(params.get(claim["a"], {})), label_b=arm_label(params.get(claim["b"], {})),
         backbone=backbone, margin=margin, paper=paper, paper_delta=paper_delta,
         evidence=claim.get("evidence", ""), n=len(seeds), effect=effect,
-        ci_low=c.ci_low, ci_high=c.ci_high, low=_finite(result.low), high=_finite(result.high), verdict=verdict,
-        decided_at=int(result.seeds) if verdict in ("supported", "contradicted") else None, seeds_needed=needed)
+        ci_low=c.ci_low, ci_high=c.ci_high, low=low, high=high, verdict=verdict,
+        decided_at=decided_at, seeds_needed=needed, level=level, sim_low=sim_low, sim_high=sim_high)
 
 
 def _caption(table: ClaimsTable) -> str:
@@ -168,10 +224,19 @@ def _caption(table: ClaimsTable) -> str:
     return (f"{table.study}: {counts['supported']} supported, {counts['contradicted']} contradicted, "
             f"{counts['open']} open of {len(table.rows)} (claim, backbone) pairs{same}. Effect: mean paired difference "
             f"A - B in top-1 points over the seeds both arms ran, with its 95% t interval. Verdicts come from "
-            f"a group-sequential design (Lan & DeMets alpha spending, Bonferroni bound): looks at {looks} seeds, "
-            f"each distinct hypothesis spends α = {table.alpha:g}/{table.family} split over the looks, so the chance of any wrong "
+            f"a group-sequential design ({_design_words(table)}; looks at {looks} seeds), so the chance of any wrong "
             f"verdict in the study stays below {table.alpha:g} however many seeds are added (docs/claims.md). "
             "Open: the seeds at which it would be decided if the observed effect and spread held.")
+
+
+def _design_words(table: ClaimsTable) -> str:
+    procedure, _, spending = table.design.partition("-")
+    spent = "split evenly over the looks" if spending == "even" else f"spent over the looks by the {spending} function"
+    if procedure == "holm":
+        return (f"design {table.design}: α = {table.alpha:g} over {table.family} distinct hypotheses by Holm's "
+                f"procedure per direction of verdict, a decided claim's share passing to the open ones, each "
+                f"share {spent}")
+    return f"design {table.design}: each distinct hypothesis spends α = {table.alpha:g}/{table.family}, {spent}"
 
 
 # Rendering -------------------------------------------------------------------------------------------

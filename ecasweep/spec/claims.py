@@ -12,6 +12,13 @@ The study file only declares claims; ``ecasweep.claims`` decides them over seeds
     evidence = "Figure 4"           # optional: the paper's evidence, in words
     # margin = 0.3                  # optional (non-inferiority, equivalence): this claim's margin
 
+and, at the top level, how they are decided (docs/claims.md; both optional)::
+
+    design = "holm"                 # holm (default): a decided claim's share of alpha passes to the
+                                    #   open ones; bonferroni: each keeps alpha / K
+    spending = "power-1"            # how each share is spent over the looks: power-RHO, pocock, obf,
+                                    #   even (default: the one docs/claims.md's simulation chose)
+
 Example:
     >>> claims_from_tables([{"kind": "superiority", "a": ["x", "y"], "b": "z"}], ["x", "y", "z"], None)[1]
     ClaimSpec(kind='superiority', a='y', b='z', margin=0.0, words='y > z', evidence='')
@@ -20,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -27,6 +35,33 @@ from .schema import _Invalid, _suggest
 
 #: the kinds of claim (``ecasweep.claims`` decides each)
 KINDS = ("superiority", "non-inferiority", "equivalence")
+#: how a study's claims share alpha (``design = "..."``; ``stats.sequential.PROCEDURES``): Holm's
+#: procedure recycling a decided claim's share (the default), or Bonferroni (each keeps alpha / K)
+DESIGNS = ("holm", "bonferroni")
+#: the spending function a new study uses unless it names another (``stats.spending`` computes them;
+#: chosen by benchmarks/design_simulation.py, docs/claims.md has the table)
+SPENDING = "power-0.7-after-8"
+#: the spending of studies stored before designs were named (issue 22)
+SPENDING_LEGACY = "even"
+_POWER = re.compile(r"power-(\d+(?:\.\d+)?)(?:-after-(\d+))?")
+SPENDING_NAMES = ("even", "power-RHO or power-RHO-after-N (RHO > 0, e.g. power-1, power-0.5-after-8)", "pocock", "obf")
+
+
+def check_spending(name: object) -> str:
+    """``name`` if it names a spending function, else ValueError saying which do.
+
+    >>> check_spending("power-0.5-after-8")
+    'power-0.5-after-8'
+    """
+    if isinstance(name, str):
+        if name in ("even", "pocock", "obf"):
+            return name
+        match = _POWER.fullmatch(name)
+        if match and float(match.group(1)) > 0 and int(match.group(2) or 0) < 64:
+            return name
+    raise ValueError(f"expected one of: {', '.join(SPENDING_NAMES)}, got {name!r}")
+
+
 CLAIM_KEYS = ("kind", "a", "b", "margin", "words", "evidence")
 _RELATION = {"superiority": ">", "non-inferiority": ">= (within the margin)", "equivalence": "≈"}
 

@@ -11,8 +11,8 @@ from typing import Any, Mapping, Sequence
 from ..models.catalogue import stage_channels
 from ..engine.config import DataConfig, TrainConfig
 from ..errors import ConfigError, SpecError
-from .arms import Arm, _arm_from_table, _arms_from_grid, _check_on_stages, _make_arm
-from .claims import ClaimSpec, check_margin, claims_from_tables
+from .arms import Arm, _arm_from_table, _arms_from_grid, _check_on_stages, _is_user_backbone, _make_arm, _user_backbone
+from .claims import DESIGNS, SPENDING, ClaimSpec, check_margin, check_spending, claims_from_tables
 from .layers import _Layer
 from .schema import LAYOUTS, MAX_ARMS, PRUNERS, SAMPLERS, _Invalid, _NULLABLE, _canonical_json, _suggest
 from .search import SearchSpec, _search_space, _space_points
@@ -29,6 +29,7 @@ class _Resolver:
     def __init__(self, doc: dict[str, Any], origins: dict[str, _Layer], path: Path, check_models: bool = True) -> None:
         self.doc, self.origins, self.path = doc, origins, path
         self.check_models = check_models  # build each arm and model on the meta device (imports torch)
+        self.code: dict[str, dict[str, Any]] = {}  # users' modules the arms name: resolved reference -> identity
 
     def error(self, key: str, message: str) -> SpecError:
         """The error at ``key``, attributed to the layer that set it (the study file if none did)."""
@@ -49,12 +50,13 @@ class _Resolver:
         arms = [] if search else self._arms(backbones, model.get("width"))
         self._check_size(len(arms), backbones, search, model.get("width"))
         return StudySpec(
-            claims=self._claims(arms), extra_seeds=self._extra_seeds(arms, backbones),
+            claims=self._claims(arms), extra_seeds=self._extra_seeds(arms, backbones), **self._design(),
             name=self._string("name", self.path.stem), description=self._string("description", ""),
             mirrors=self._string("mirrors", ""), layout=layout, profile=profile,
             seeds=self._positive_int("seeds", 1), baseline=self._baseline(arms), backbones=backbones,
             arms=arms, model=model, data=data, train=self._config(TrainConfig, "train"), search=search,
-            source=str(self.path), overrides=overrides, launcher=copy.deepcopy(self.doc.get("launcher", {})))
+            source=str(self.path), overrides=overrides, launcher=copy.deepcopy(self.doc.get("launcher", {})),
+            code=dict(self.code))
 
     def _check_size(self, n_arms: int, backbones: list[str], search: SearchSpec | None, width: int | None) -> None:
         """Refuse absurd sizes before anything enumerates cells or allocates a model (typos, not studies)."""
@@ -116,9 +118,18 @@ class _Resolver:
         names = [value] if isinstance(value, str) else value
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise self.error("backbones", f"expected a non-empty list of backbone names, got {value!r}")
+        resolved = []
         for name in names:
             if names.count(name) > 1:
                 raise self.error("backbones", f"{name!r} is listed twice")
+            if _is_user_backbone(name):  # a user's network (models.user): resolved, imported, identified
+                try:
+                    resolved.append(_user_backbone(name, self.path.parent, self.code))
+                except _Invalid as e:
+                    raise self.error("backbones", e.message) from None
+                if width is not None:
+                    raise self.error("model.width", f"{name}: width applies to ecasweep's backbones, not a user's")
+                continue
             try:
                 stage_channels(name)
             except ValueError as e:
@@ -127,7 +138,8 @@ class _Resolver:
                 stage_channels(name, width)
             except ValueError as e:
                 raise self.error("model.width", f"{name}: {e}") from None
-        return list(names)
+            resolved.append(name)
+        return resolved
 
     def _config(self, kind: type, section: str) -> Any:
         values = dict(self.doc.get(section, {}))
@@ -154,7 +166,8 @@ class _Resolver:
             for i, table in enumerate(tables):
                 key = f"{section}[{i}]"
                 try:
-                    new = [_arm_from_table(table)] if section == "arms" else _arms_from_grid(table)
+                    new = [_arm_from_table(table, self.path.parent, self.code)] if section == "arms" else \
+                        _arms_from_grid(table, self.path.parent, self.code)  # code: users' modules, identified
                 except _Invalid as e:
                     raise self.error(f"{key}.{e.key}".rstrip("."), e.message) from None
                 arms += [(arm, key) for arm in new]
@@ -202,6 +215,17 @@ class _Resolver:
             return claims_from_tables(self.doc.get("claims", []), [arm.id for arm in arms], margin)
         except _Invalid as e:
             raise self.error(f"claims{e.key}", e.message) from None
+
+    def _design(self) -> dict[str, str]:
+        """``design`` and ``spending``: how the claims are decided (docs/claims.md); by default the
+        design the simulation chose (``holm`` with ``claims.SPENDING``)."""
+        design = self._choice("design", DESIGNS, default=DESIGNS[0])
+        value = self.doc.get("spending", SPENDING)
+        try:
+            check_spending(value)
+        except ValueError as e:
+            raise self.error("spending", str(e)) from None
+        return {"design": design, "spending": value}
 
     def _baseline(self, arms: list[Arm]) -> str:
         ids = [arm.id for arm in arms]

@@ -30,7 +30,7 @@ _TABLES = {
     "launcher": ("slurm",),
 }
 _SCALARS = ("name", "description", "mirrors", "layout", "seeds", "baseline", "backbones", "arms", "grid",
-            "claims", "margin", "extra_seeds")
+            "claims", "margin", "extra_seeds", "design", "spending")
 _LAYER_KEYS = (*_SCALARS, *_TABLES)
 _STUDY_KEYS = (*_LAYER_KEYS, "profiles")
 _NULLABLE = ("data.subset", "data.data_dir", "model.width")

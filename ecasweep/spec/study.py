@@ -52,6 +52,15 @@ class StudySpec:
     extra_seeds: dict[str, int] = field(default_factory=dict)
     #: launcher defaults, e.g. {"slurm": {"partition": "gpu"}} from [launcher.slurm]; not part of results
     launcher: dict[str, Any] = field(default_factory=dict)
+    #: how the claims are decided (``stats.sequential.Design``): the procedure sharing alpha between the
+    #: hypotheses and the spending function sharing each one's level between the looks. The defaults
+    #: here are the legacy design, which a spec stored before designs were named (issue 22) is read
+    #: with; a study file that names none gets ``stats.sequential.DEFAULT`` (``resolve``).
+    design: str = "bonferroni"
+    spending: str = "even"
+    #: users' modules the arms name (``models.user``): resolved reference -> where the code is, its
+    #: sha256 and version; part of the results (a changed module is another study)
+    code: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def cells(self) -> list[Cell]:
         """Every arm on every backbone from every seed, ordered by (backbone, arm, seed).
@@ -164,7 +173,7 @@ class StudySpec:
         >>> spec.kernel_sizes(spec.arm(spec.baseline), "resnet-50")
         [5, 5, 5, 7]
         """
-        if arm.attention not in KERNEL_VARIANTS:
+        if arm.attention not in KERNEL_VARIANTS or backbone in self.code:  # a user's network: stages its own
             return None
         kw = arm.kwargs
         return [resolve_kernel_size(kw.get("k", 3), c, kw.get("gamma", 2.0), kw.get("beta", 1.0), kw.get("min_k", 1))
@@ -211,9 +220,17 @@ class StudySpec:
         search = None
         if self.search is not None:
             search = {"sampler": self.search.sampler, "pruner": self.search.pruner, "space": self.search.space}
-        return {"arms": {arm.id: {"attention": arm.attention, **arm.kwargs} for arm in self.arms},
-                "backbones": sorted(self.backbones), "model": dict(self.model), "data": data,
-                "train": dataclasses.asdict(self.train), "search": search}
+        key = {"arms": {arm.id: {"attention": self._written(arm.attention), **arm.kwargs} for arm in self.arms},
+               "backbones": sorted(self._written(b) for b in self.backbones), "model": dict(self.model), "data": data,
+               "train": dataclasses.asdict(self.train), "search": search}
+        if self.code:  # users' modules: their source's hash and version, not where they are
+            key["code"] = {r["source"]: {"sha256": r["sha256"], "version": r["version"]} for r in self.code.values()}
+        return key
+
+    def _written(self, attention: str) -> str:
+        """A user's module as the study names it (a file relative to it), so that moving the study's
+        folder keeps its results hash; a built-in as it is."""
+        return self.code[attention]["source"] if attention in self.code else attention
 
     def results_hash(self) -> str:
         """sha256 (16 hex digits) of ``results_key()``: equal hashes, interchangeable results.
@@ -241,8 +258,8 @@ class StudySpec:
             lines.append(f"arms: {arm_id} added")
         for arm_id in mine["arms"].keys() & other["arms"].keys():
             lines += _diff_values(f"arms.{arm_id}", other["arms"][arm_id], mine["arms"][arm_id])
-        for key in ("backbones", "model", "data", "train", "search"):
-            lines += _diff_values(key, other[key], mine[key])
+        for key in ("backbones", "model", "data", "train", "search", "code"):
+            lines += _diff_values(key, other.get(key, {}), mine.get(key, {}))
         return sorted(lines)
 
 

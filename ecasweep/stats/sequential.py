@@ -9,21 +9,27 @@ over the seeds both ran (mean difference mu, in percentage points):
 - equivalence (|A - B| < margin): supported when the interval lies inside (-margin, margin), i.e.
   both one-sided tests of TOST (Schuirmann 1987) reject; contradicted when it lies wholly outside.
 
-Otherwise the claim is open. Every wrong verdict needs an interval that misses the true mu (a
-supported superiority claim with mu <= 0 has a lower bound above mu, and so on), so the family-wise
-rate of wrong verdicts is at most the probability that any interval of the study ever misses.
+Otherwise the claim is open. Verdicts are taken only at the looks ``LOOKS`` (6, 8, 12, 16, ... 64
+seeds), on the first n seeds in seed order, by a group-sequential design with alpha spending (Lan &
+DeMets 1983, "Discrete sequential boundaries for clinical trials", Biometrika 70(3):659-663) whose
+looks are exact t bounds of the paired differences, combined by the Bonferroni inequality (in place
+of the exact joint distribution of the look statistics, which for a t statistic with unknown
+variance has no convenient form). A study names its ``Design`` (``design_of``):
 
-The intervals are a group-sequential design with alpha spending (Lan & DeMets 1983, "Discrete
-sequential boundaries for clinical trials", Biometrika 70(3):659-663): verdicts are taken only at
-the looks ``LOOKS`` (6, 8, 12, 16, ... 64 seeds), each look spends ``alpha / (claims x looks)`` and
-its interval is the exact two-sided t interval of the paired differences at that level; the
-interval of a claim is the running intersection of its looks' intervals. The Bonferroni inequality
-over claims and looks (in place of the exact joint distribution of the look statistics, which for
-a t statistic with unknown variance has no convenient form) bounds the family-wise error by
-``alpha`` whatever the dependence between claims sharing an arm, whenever seeds are added or the
-table is read: the interval at a look depends only on the first n seeds in seed order, never on
-when they were looked at. The price is width (docs/claims.md has the simulated error rates, the
-power and the seeds used).
+- ``holm`` with a spending function (the default, ``DEFAULT``; ``recycling``): alpha shared between
+  the study's hypotheses by Holm's procedure per direction of verdict, a decided claim's share passing
+  to the open ones, each share spent over the looks by the spending function (``spending``);
+- ``bonferroni-even`` (``LEGACY``, the design of every study stored before designs were named):
+  each look of each of the K hypotheses spends ``alpha / (K x looks)`` as a two-sided t interval, and
+  the interval of a claim is the running intersection of its looks' intervals. Every wrong verdict
+  needs an interval that misses the true mu, so the family-wise error is at most the chance that any
+  interval ever misses, alpha.
+
+Both bound the family-wise error by ``alpha`` whatever the dependence between claims sharing an arm,
+however seeds are added and whenever the table is read: a look depends only on the first n seeds in
+seed order, never on when they were looked at (docs/claims.md has the argument, the simulated error
+rates and the seeds used). ``decide_family`` decides any list of hypotheses under a design;
+``sequential`` is the legacy design's test of one claim.
 
 Example:
     >>> import numpy as np
@@ -36,14 +42,16 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 import numpy as np
 from scipy import stats
 
-from ..spec.claims import KINDS  # noqa: F401  (re-exported)
+from ..spec.claims import DESIGNS as PROCEDURES, KINDS  # noqa: F401  (re-exported)
+from . import spending
+from .recycling import CONTRADICTED, OPEN, SUPPORTED, Family, LookStats, first_look, holm, look_stats  # noqa: F401
 #: verdict code -> name
-VERDICTS = {0: "open", 1: "supported", -1: "contradicted"}
-OPEN, SUPPORTED, CONTRADICTED = 0, 1, -1
+VERDICTS = {OPEN: "open", SUPPORTED: "supported", CONTRADICTED: "contradicted"}
 #: the seed counts at which verdicts are taken (the design's looks)
 LOOKS = (6, 8, 12, 16, 24, 32, 48, 64)
 ALPHA = 0.05
@@ -141,6 +149,150 @@ def sequential(diffs: np.ndarray, kind: str, margin: float, alphas: np.ndarray,
         seeds = np.where(undecided, n, seeds)
         code = np.where(undecided, now, code)
     return Sequential(code, seeds, low, high)
+
+
+def sequential_at(stats_: LookStats, kind: str, margin: float, alphas: np.ndarray,
+                  looks: tuple[int, ...] = LOOKS) -> Sequential:
+    """``sequential`` on the differences' statistics at the looks rather than the differences
+    themselves (same arithmetic, hence the same numbers); ``stats_.reached`` may differ between
+    elements (simulated studies whose claims reached different looks)."""
+    mean, sd = np.asarray(stats_.mean, dtype=float), np.asarray(stats_.sd, dtype=float)
+    shape = mean.shape[:-1]
+    reached = np.broadcast_to(np.asarray(stats_.reached), shape)
+    code = np.zeros(shape, dtype=int)
+    seeds = np.zeros(shape, dtype=int)
+    low, high = np.full(shape, -np.inf), np.full(shape, np.inf)
+    for k, (n, alpha) in enumerate(zip(looks, alphas)):
+        here = reached > k
+        if not here.any():
+            break
+        undecided = (code == OPEN) & here
+        if alpha <= 0:  # a look that spends nothing bounds nothing
+            seeds = np.where(undecided, n, seeds)
+            continue
+        with np.errstate(invalid="ignore"):
+            half = stats.t.isf(alpha / 2, n - 1) * sd[..., k] / np.sqrt(n)
+            lo, hi = mean[..., k] - half, mean[..., k] + half
+        low = np.where(undecided, np.maximum(low, lo), low)
+        high = np.where(undecided, np.minimum(high, hi), high)
+        now = verdict(low, high, kind, margin)
+        seeds = np.where(undecided, n, seeds)
+        code = np.where(undecided, now, code)
+    return Sequential(code, seeds, low, high)
+
+
+# Designs ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Design:
+    """How a study's claims are decided: the procedure sharing alpha between hypotheses, and the
+    spending function (``spending``) sharing each hypothesis's level between the looks.
+
+    >>> LEGACY.name, DEFAULT.name
+    ('bonferroni-even', 'holm-power-0.7-after-8')
+    """
+
+    procedure: str = "bonferroni"
+    spending: str = spending.LEGACY
+
+    def __post_init__(self) -> None:
+        if self.procedure not in PROCEDURES:
+            raise ValueError(f"expected one of: {', '.join(PROCEDURES)}, got {self.procedure!r}")
+        spending.check(self.spending)
+
+    @property
+    def name(self) -> str:
+        return f"{self.procedure}-{self.spending}"
+
+    def spend(self, looks: tuple[int, ...] = LOOKS) -> np.ndarray:
+        """The fraction of a hypothesis's level each look spends."""
+        return spending.increments(self.spending, looks)
+
+
+#: the design of studies stored before designs were named (issue 22): their verdicts read as they did
+LEGACY = Design("bonferroni", spending.LEGACY)
+#: the design of a new study that names none (docs/claims.md: chosen by simulation)
+DEFAULT = Design("holm", spending.DEFAULT)
+
+
+def round_looks(design: Design, looks: tuple[int, ...] = LOOKS) -> tuple[int, ...]:
+    """The looks at which ``design`` can decide anything (those its spending gives a share): rounds of
+    seeds go from one to the next and skip the others, where seeds would buy no verdict.
+
+    >>> round_looks(DEFAULT)[:2], round_looks(LEGACY)[:2]
+    ((12, 16), (6, 8))
+    """
+    return tuple(n for n, share in zip(looks, design.spend(looks)) if share > 0) or looks
+
+
+def design_of(spec: Mapping) -> Design:
+    """The design a study spec (dict) states; a spec stored without one has the legacy design.
+
+    >>> design_of({}).name, design_of({"design": "holm", "spending": "pocock"}).name
+    ('bonferroni-even', 'holm-pocock')
+    """
+    return Design(spec.get("design") or LEGACY.procedure, spec.get("spending") or LEGACY.spending)
+
+
+def decide_family(stats_: LookStats, kinds: Sequence[str], margins: Sequence[float], design: Design = DEFAULT,
+                  alpha: float = ALPHA, looks: tuple[int, ...] = LOOKS) -> Family:
+    """Decide a family of hypotheses (a study's distinct (claim, backbone) pairs, or those of several
+    studies) under ``design``; leading axes of ``stats_`` are independent families (simulations).
+
+    ``bonferroni``: each of the K hypotheses spends alpha / K over the looks as two-sided t intervals
+    (``sequential``); ``holm``: ``recycling.holm``.
+    """
+    kinds, margins = list(kinds), [float(m) for m in margins]
+    spend = design.spend(looks)
+    if not kinds:  # nothing to decide
+        empty = np.zeros(np.shape(stats_.mean)[:-1])
+        return Family(empty.astype(int), empty.astype(int) - 1, empty.astype(int), *([empty] * 7))
+    if design.procedure == "holm":
+        return holm(stats_, kinds, margins, alpha, spend, looks)
+    mean = np.asarray(stats_.mean, dtype=float)
+    H = mean.shape[-2]
+    reached = np.broadcast_to(np.asarray(stats_.reached), mean.shape[:-1])
+    claim_alpha = family_alpha(H, alpha)
+    alphas = look_alphas(claim_alpha, looks) if design.spending == "even" else claim_alpha * spend
+    parts = []
+    for h in range(H):
+        one = LookStats(mean[..., h, :], np.asarray(stats_.sd, dtype=float)[..., h, :], reached[..., h])
+        parts.append(sequential_at(one, kinds[h], margins[h], alphas, looks))
+    code, seeds, low, high = (np.stack([getattr(p, f) for p in parts], axis=-1)
+                              for f in ("verdict", "seeds", "low", "high"))
+    look = np.where(code != OPEN, np.searchsorted(np.asarray(looks), seeds), -1)
+    sim_low, sim_high = _every_look(mean, np.asarray(stats_.sd, dtype=float), reached, alphas, looks)
+    half = np.full(code.shape, claim_alpha / 2)
+    return Family(code, look, seeds, low, high, np.full(code.shape, claim_alpha), half, half, sim_low, sim_high)
+
+
+def _every_look(mean: np.ndarray, sd: np.ndarray, reached: np.ndarray, alphas: np.ndarray,
+                looks: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The running intersection of the two-sided intervals over every look reached."""
+    low, high = np.full(reached.shape, -np.inf), np.full(reached.shape, np.inf)
+    for k, (n, alpha) in enumerate(zip(looks, alphas)):
+        if alpha <= 0:
+            continue
+        with np.errstate(invalid="ignore"):
+            half = stats.t.isf(alpha / 2, n - 1) * sd[..., k] / np.sqrt(n)
+        here = reached > k
+        low = np.where(here, np.maximum(low, mean[..., k] - half), low)
+        high = np.where(here, np.minimum(high, mean[..., k] + half), high)
+    return low, high
+
+
+def needed(mean: np.ndarray, sd: np.ndarray, n: np.ndarray, family: Family, kinds: Sequence[str],
+           margins: Sequence[float], design: Design = DEFAULT, looks: tuple[int, ...] = LOOKS) -> np.ndarray:
+    """For each hypothesis, the first look after its ``n`` seeds that would decide it at the shares it
+    holds if the observed ``mean`` and ``sd`` (over those n seeds) held; 0 when none would.
+
+    Under ``bonferroni-even`` this is ``seeds_to_decide``; under ``holm`` the shares are the ones the
+    claim holds now (recycling may raise them later: the projection is conservative).
+    """
+    equivalence = np.array([k == "equivalence" for k in kinds])
+    side_c = np.where(equivalence, family.share_c / 2, family.share_c) if design.procedure == "holm" \
+        else family.share_c
+    return first_look(mean, sd, n, kinds, margins, family.share_s, side_c, design.spend(looks), looks)
 
 
 def distance(mean: float, kind: str, margin: float) -> float:

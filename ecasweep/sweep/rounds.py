@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from . import runner
-from ..stats.sequential import LOOKS, plan_round
+from ..stats.sequential import LOOKS, design_of, plan_round, round_looks
 from ..errors import EcasweepError
 from .estimate import estimate_seconds
 from ..report.verdicts import build_claims
@@ -47,6 +47,19 @@ class Resolution:
     summary: str
 
 
+def check_max_seeds(max_seeds: int) -> int:
+    """``--max-seeds`` as given, or ``EcasweepError``: from 2 to the design's last look (more seeds
+    than that would be refused as futile all the same, silently).
+
+    >>> check_max_seeds(16)
+    16
+    """
+    if isinstance(max_seeds, bool) or not isinstance(max_seeds, int) or not 2 <= max_seeds <= LOOKS[-1]:
+        raise EcasweepError(f"--max-seeds: expected an integer from 2 to {LOOKS[-1]} (the last look of the "
+                            f"sequential design), got {max_seeds!r}")
+    return max_seeds
+
+
 def parse_duration(text: str | None) -> float | None:
     """``"45m"``, ``"2h"``, ``"1h30m"``, ``"90s"`` or plain seconds -> seconds; None stays None."""
     if text is None:
@@ -69,8 +82,7 @@ def run_until_resolved(study_name: str, profile: str = "quick", overrides: Seque
                        max_seeds: int = LOOKS[-1], budget_s: float | None = None, devices: Sequence[str] = ("auto",),
                        workers: int = 1, **run_options: Any) -> Resolution:
     """Run ``study_name`` as ``runner.run`` does, then add rounds of seeds until its claims resolve."""
-    if max_seeds < 2:
-        raise EcasweepError(f"--max-seeds: expected an integer >= 2, got {max_seeds}")
+    check_max_seeds(max_seeds)
     start = time.monotonic()
     options = dict(profile=profile, devices=devices, workers=workers, **run_options)
     outcome = runner.run(study_name, overrides=overrides, **options)
@@ -80,7 +92,7 @@ def run_until_resolved(study_name: str, profile: str = "quick", overrides: Seque
     while True:
         table = build_claims(outcome.spec_dict, outcome.records)
         plan = plan_round([(r.backbone, r.a, r.b, r.n, r.seeds_needed) for r in table.rows if r.verdict == "open"],
-                          max_seeds)
+                          max_seeds, round_looks(design_of(outcome.spec_dict)))
         if plan.stop:
             reason = plan.stop
             break

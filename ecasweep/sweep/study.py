@@ -15,6 +15,7 @@ import optuna
 from optuna.storages import BaseStorage
 
 from ..errors import EcasweepError, SpecError
+from ..models import user
 from ..spec import StudySpec
 from ..store.locking import study_lock
 from ..store.results import HASH_ATTR
@@ -45,8 +46,12 @@ def _check_or_write_spec(study: optuna.Study, spec: StudySpec, name: str, url: s
         write_spec(study, spec.to_dict())
         return
     if study.user_attrs.get(HASH_ATTR) != spec.results_hash():
-        differences = "; ".join(spec.diff(stored)) or "the recipe"
         where = f" in {mask_url(url)}" if url else ""
+        change = user.changed(stored.get("code"), spec.code)
+        if change:  # a user's module edited since: which file, in one line
+            raise SpecError(f"study {name!r}{where}: {change}; results of two versions of a module never "
+                            "meet in one study: restore it, or start a new study with --name")
+        differences = "; ".join(spec.diff(stored)) or "the recipe"
         raise SpecError(f"study {name!r}{where} was run with another recipe ({differences}); "
                         f"resume with the same settings, or start a new study with --name")
     # Seeds only grow; what does not change results (claims, margins, descriptions) follows the
@@ -57,7 +62,9 @@ def _check_or_write_spec(study: optuna.Study, spec: StudySpec, name: str, url: s
 
 
 def extended(spec: StudySpec, stored: StudySpec) -> StudySpec:
-    """``spec`` with the seeds of ``stored`` where it had more: a plan never shrinks a study.
+    """``spec`` with the seeds of ``stored`` where it had more (a plan never shrinks a study), and with
+    the claims' design it was created with: a design is chosen before the data, never switched after
+    a look (a study stored before designs were named keeps the legacy one, and so its verdicts).
 
     >>> from ecasweep.spec import load_study
     >>> small, big = load_study("table2", overrides=["seeds=1"]), load_study("table2", overrides=["seeds=3"])
@@ -67,7 +74,8 @@ def extended(spec: StudySpec, stored: StudySpec) -> StudySpec:
     extra = dict(stored.extra_seeds)
     for key, n in spec.extra_seeds.items():
         extra[key] = max(n, extra.get(key, 0))
-    return dataclasses.replace(spec, seeds=max(spec.seeds, stored.seeds), extra_seeds=extra)
+    return dataclasses.replace(spec, seeds=max(spec.seeds, stored.seeds), extra_seeds=extra,
+                               design=stored.design, spending=stored.spending)
 
 
 def _canonical(value: Any) -> str:
