@@ -52,13 +52,15 @@ __all__ = ["BENCHMARKS", "LAYOUTS", "VARIANT_KWARGS", "ReferenceECA", "bench_eng
 BENCHMARKS = ("modules", "models", "engine", "sweep")
 
 
-def run_all(quick: bool = False, device: str = "auto", which: Sequence[str] = BENCHMARKS) -> dict[str, dict]:
-    """Every benchmark in ``which`` with its default settings (``quick``: tiny sizes, seconds)."""
+def run_all(quick: bool = False, device: str = "auto", which: Sequence[str] = BENCHMARKS,
+            options: dict[str, dict[str, Any]] | None = None) -> dict[str, dict]:
+    """Every benchmark in ``which`` with its default settings (``quick``: tiny sizes, seconds), and
+    ``options`` by benchmark over them (e.g. ``{"models": {"variants": [...]}}``)."""
     settings = quick_settings() if quick else {name: {} for name in BENCHMARKS}
     functions = {"modules": bench_modules, "models": bench_models, "engine": bench_engine, "sweep": bench_sweep}
     results = {}
     for name in which:
-        kwargs = dict(settings[name])
+        kwargs = {**settings[name], **(options or {}).get(name, {})}
         if name != "sweep":
             kwargs["device"] = device
         elif resolve_device(device).type != "cpu":

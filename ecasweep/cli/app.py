@@ -10,7 +10,7 @@ line on stderr and exit code 2; exit code 1 means trial failures remain, 130 an 
 
 from __future__ import annotations
 
-from . import trial, studies, running, reports, sharing, benchmarks  # noqa: F401  (registers the commands, in --help's order)
+from . import trial, studies, scaffold, running, reports, sharing, benchmarks  # noqa: F401  (registers the commands, in --help's order)
 from .common import app
 
 

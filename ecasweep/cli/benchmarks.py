@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+from typing import Any, Optional
+
 import typer
 
 
@@ -25,12 +27,13 @@ BenchDeviceOpt = typer.Option("auto", "--device", help="cpu, cuda, cuda:N, mps o
 BenchJsonOpt = typer.Option(False, "--json", help="Print the results as one JSON object.")
 
 
-def _bench(names: tuple[str, ...], quick: bool, device: str, as_json: bool) -> None:
+def _bench(names: tuple[str, ...], quick: bool, device: str, as_json: bool,
+           options: dict[str, dict[str, Any]] | None = None) -> None:
     from ..bench import ratios, render, run_all
 
     _quiet_libraries()
     with _user_errors():
-        results = _model_errors(lambda: run_all(quick=quick, device=device, which=names))
+        results = _model_errors(lambda: run_all(quick=quick, device=device, which=names, options=options))
     if as_json:
         _print_json({**results, "ratios": ratios(results)})
         return
@@ -62,12 +65,25 @@ def bench_modules(quick: bool = BenchQuickOpt, device: str = BenchDeviceOpt, as_
 
 
 @bench_app.command("models")
-def bench_models(quick: bool = BenchQuickOpt, device: str = BenchDeviceOpt, as_json: bool = BenchJsonOpt) -> None:
+def bench_models(quick: bool = BenchQuickOpt, device: str = BenchDeviceOpt, as_json: bool = BenchJsonOpt,
+                 attention: Optional[list[str]] = typer.Option(
+                     None, "--attention", "-a", help="Variants to measure (repeat the option), built-in names or "
+                     "your own module (my_attn.py:MyAttention, my_pkg.attn:MyAttention) \\[default: the paper's "
+                     "Table 3 set]; none, the baseline, is always measured."),
+                 backbone: Optional[str] = typer.Option(None, "--backbone", help="Backbone \\[default: resnet-50 on "
+                                                        "a GPU, resnet-20 on the CPU].")) -> None:
     """The paper's Table 3 here: params, FLOPs, train/infer images/s, overhead vs none, the paper's beside.
 
-    Example: [bold]ecasweep bench models --device cuda[/]
+    Examples:
+      [bold]ecasweep bench models --device cuda[/]
+      [bold]ecasweep bench models --attention my_attn.py:MyAttention --attention eca --backbone resnet-20[/]
     """
-    _bench(("models",), quick, device, as_json)
+    options: dict[str, Any] = {}
+    if attention:
+        options["variants"] = ["none", *dict.fromkeys(a for a in attention if a != "none")]
+    if backbone:
+        options["backbone"] = backbone
+    _bench(("models",), quick, device, as_json, {"models": options})
 
 
 @bench_app.command("engine")

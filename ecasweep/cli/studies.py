@@ -69,7 +69,8 @@ def show(study: str = typer.Argument(..., help="Study name or path to a .toml fi
         table.add_column(f"k on {backbone}")
     for arm in spec.arms:
         ks = ["/".join(map(str, spec.kernel_sizes(arm, b) or [])) for b in spec.backbones] if kernels else []
-        table.add_row(arm.id, arm.attention, *ks)
+        written = spec.code.get(arm.attention, {}).get("source", arm.attention)  # a user's module: as the study names it
+        table.add_row(arm.id, written, *ks)
     console.print(table)
     from ..spec import alias_notes
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import user
 from .timm_attention import TIMM_VARIANTS, TimmAttention
 
 from .catalogue import (  # noqa: F401  (re-exported: the kernel-size rule is part of this API)
@@ -446,8 +447,20 @@ def _lookup(name: str) -> type[nn.Module]:
     return REGISTRY[variant(name).name]  # variant: a ValueError listing the names
 
 
+def attention_class(name: str) -> type[nn.Module] | Callable[..., nn.Module]:
+    """The class of the variant ``name``, or of a user's module (``models.user``: a reference such as
+    ``"/abs/my_attn.py:MyAttention"`` or ``"my_pkg.attn:MyAttention"``, or an entry-point name)."""
+    if isinstance(name, str) and name not in VARIANTS and user.is_user(name, VARIANTS):
+        return user.load(name)
+    return _lookup(name)
+
+
 def create_attention(name: str, channels: int, **kwargs) -> nn.Module:
     """Build the attention variant ``name`` for ``channels`` channels.
+
+    ``name`` may also name a user's module (``models.user``): ``"path/to/file.py:Class"``,
+    ``"package.module:Class"`` or a name registered in the entry-point group ``ecasweep.attention``;
+    ``Class(channels, **kwargs)`` must return an ``nn.Module`` that keeps its input's shape.
 
     Keyword arguments: ``r`` (se), ``groups`` / ``group_size`` (se-gc), ``k``, ``gamma``, ``beta``,
     ``min_k`` (eca, eca-ns, ceca), ``bias`` (all with parameters); for timm's modules ``r``,
@@ -457,6 +470,8 @@ def create_attention(name: str, channels: int, **kwargs) -> nn.Module:
     >>> create_attention("se-gc", 64, groups=16).conv.weight.shape  # 16 blocks of 4 x 4
     torch.Size([64, 4, 1])
     """
+    if isinstance(name, str) and name not in VARIANTS and user.is_user(name, VARIANTS):
+        return user.create(name, channels, **kwargs)
     cls = _lookup(name)
     allowed = accepted_arguments(name)
     unknown = sorted(set(kwargs) - set(allowed))
@@ -467,8 +482,9 @@ def create_attention(name: str, channels: int, **kwargs) -> nn.Module:
 
 
 def is_attention(module: nn.Module) -> bool:
-    """True for the modules ``create_attention`` builds (including ``none``)."""
-    return isinstance(module, (ChannelAttention, Identity, TimmAttention))
+    """True for the modules ``create_attention`` builds (including ``none`` and a user's modules)."""
+    return isinstance(module, (ChannelAttention, Identity, TimmAttention)) or \
+        getattr(module, "_ecasweep_attention", False) is True
 
 
 def expected_params(name: str, channels: int, **kwargs) -> int:

@@ -45,10 +45,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models.mobilenetv2 import InvertedResidual
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet, conv3x3
 
+from ecasweep.models import user
 from ecasweep.models.attention import KERNEL_VARIANTS, create_attention, is_attention
 from ecasweep.models.catalogue import (  # noqa: F401  (re-exported)
-    CIFAR_WIDTH, IMAGENET_RESNETS, MOBILENET_V2_SETTINGS, OFFICIAL, backbone_names, backbone_shape, cifar_depth,
-    cifar_width, mobilenet_width, stage_channels,
+    BUILTIN_BACKBONES, CIFAR_WIDTH, IMAGENET_RESNETS, MOBILENET_V2_SETTINGS, OFFICIAL, backbone_names, backbone_shape,
+    cifar_depth, cifar_width, is_builtin_backbone, mobilenet_width, stage_channels,
 )
 from ecasweep.errors import ConfigError
 
@@ -282,14 +283,69 @@ _BUILDERS = {"cifar-resnet": _cifar_resnet, "imagenet-resnet": lambda name: _ima
 BACKBONES: dict[str, Backbone] = {name: _BUILDERS[backbone_shape(name).kind](name) for name in backbone_names()}
 
 
-def get_backbone(name: str) -> Backbone:
-    """The ``Backbone`` called ``name``; ``resnet-<6n+2>`` / ``cifar-resnet-<6n+2>`` for CIFAR depths.
+class UserBackbone:
+    """A user's network (``models.user``: ``"my_net.py:build"``, ``"my_pkg.net:build"`` or a name in the
+    entry-point group ``ecasweep.backbone``), called like a ``Backbone``.
+
+    The contract: ``build(make_attention, num_classes, in_channels)`` returns the ``nn.Module``, where
+    ``make_attention(channels)`` returns a fresh attention module for a feature map of ``channels``
+    channels (an ``nn.Identity`` for ``attention = "none"``). Where the network calls it is where
+    the attention sits; per-stage kernel sizes (``k = [3, 5, 7]``) need ecasweep's stages and are
+    refused.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.official_k = None
+
+    def stage_channels(self, width: int | float | None = None) -> list[int]:
+        raise ValueError(f"{user.display_name(self.name)} is a user's backbone: its stages are its own")
+
+    def __call__(self, attention: str = "none", num_classes: int = 10, in_channels: int = 3,
+                 width: int | float | None = None, **attention_kwargs: Any) -> nn.Module:
+        if width is not None:
+            raise ValueError(f"width applies to ecasweep's backbones, not to {user.display_name(self.name)}")
+        k = attention_kwargs.get("k")
+        if isinstance(k, (list, tuple)) or k == OFFICIAL or (isinstance(k, str) and k.isdigit()):
+            raise ValueError(f"k={k!r} sets one kernel size per stage of ecasweep's backbones; "
+                             f"{user.display_name(self.name)} is a user's backbone: give one k")
+        builder = user.load(self.name, "backbone")
+        made: list[nn.Module] = []
+
+        def make_attention(channels: int) -> nn.Module:
+            module = nn.Identity() if attention == "none" else create_attention(attention, channels,
+                                                                                **attention_kwargs)
+            made.append(module)
+            return module
+
+        model = builder(make_attention, num_classes, in_channels)
+        if not isinstance(model, nn.Module):
+            raise user.UserCodeError(f"{user.display_name(self.name)}(make_attention, {num_classes}, {in_channels}) "
+                                     f"returned {type(model).__name__}, not an nn.Module")
+        model.backbone = self.name
+        model.attention = attention
+        kernels = [m.k for m in made if hasattr(m, "k")] if attention in KERNEL_VARIANTS else []
+        model.kernel_sizes = kernels or None  # one per module the network made
+        return model
+
+
+def is_user_backbone(name: Any) -> bool:
+    """A user's network: a reference, or an entry point in ``ecasweep.backbone`` that is no built-in."""
+    return isinstance(name, str) and not is_builtin_backbone(name) and \
+        user.is_user(name, BUILTIN_BACKBONES, "backbone")
+
+
+def get_backbone(name: str) -> Backbone | UserBackbone:
+    """The ``Backbone`` called ``name``; ``resnet-<6n+2>`` / ``cifar-resnet-<6n+2>`` for CIFAR depths;
+    a ``UserBackbone`` for a user's network (``models.user``).
 
     >>> get_backbone("resnet-8").stage_channels()
     [16, 32, 64]
     """
     if isinstance(name, str) and name in BACKBONES:
         return BACKBONES[name]
+    if is_user_backbone(name):
+        return UserBackbone(name)
     return _BUILDERS[backbone_shape(name).kind](name)
 
 
@@ -332,6 +388,8 @@ def check_model_size(backbone: str, num_classes: int = 10, in_channels: int = 3,
     Traceback (most recent call last):
     ecasweep.errors.ConfigError: model.width: resnet-8 would have 2.9e+14 parameters (1.2e+15 bytes in float32); at most 1e+09
     """
+    if is_user_backbone(backbone):  # its size is its author's
+        return
     n = parameter_count(backbone, "none", num_classes, in_channels, width)
     if n > MAX_PARAMETERS:
         raise ConfigError("model.width" if width is not None else "model.backbone",
@@ -371,7 +429,7 @@ def summarize(model: nn.Module, input_size: Sequence[int]) -> dict[str, Any]:
         for m, training in modes:
             m.training = training
     flops = counter.get_total_flops()
-    attention_modules = [m for m in model.modules() if is_attention(m)]
+    attention_modules = _outermost_attention(model)
     return {
         "backbone": getattr(model, "backbone", None),
         "attention": getattr(model, "attention", None),
@@ -383,6 +441,22 @@ def summarize(model: nn.Module, input_size: Sequence[int]) -> dict[str, Any]:
         "flops": flops,
         "macs": flops // 2,
     }
+
+
+def _outermost_attention(model: nn.Module) -> list[nn.Module]:
+    """The attention modules of ``model``, not counting one inside another (a user's module may hold
+    ecasweep's own)."""
+    found: list[nn.Module] = []
+
+    def visit(module: nn.Module) -> None:
+        if is_attention(module):
+            found.append(module)
+            return
+        for child in module.children():
+            visit(child)
+
+    visit(model)
+    return found
 
 
 def _is_channels_last(model: nn.Module) -> bool:

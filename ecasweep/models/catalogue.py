@@ -252,6 +252,29 @@ def backbone_shape(name: str) -> BackboneShape:
                      "or resnet-<6n+2> / cifar-resnet-<6n+2> for another CIFAR ResNet depth")
 
 
+def is_builtin_backbone(name: object) -> bool:
+    """Whether ``name`` is one of ecasweep's backbones (a listed one, or any resnet-<6n+2>).
+
+    >>> is_builtin_backbone("resnet-8"), is_builtin_backbone("my_net.py:build")
+    (True, False)
+    """
+    try:
+        backbone_shape(name)  # type: ignore[arg-type]
+        return True
+    except ValueError:
+        return False
+
+
+class _BuiltinBackbones:
+    """``name in BUILTIN_BACKBONES``: ``is_builtin_backbone`` as a container (for ``models.user``)."""
+
+    def __contains__(self, name: object) -> bool:
+        return is_builtin_backbone(name)
+
+
+BUILTIN_BACKBONES = _BuiltinBackbones()
+
+
 def cifar_depth(name: str) -> int:
     """The depth 6n+2 of a CIFAR ResNet name (``resnet-8``, ``cifar-resnet-50``)."""
     return int(_CIFAR_NAME.fullmatch(name)[2])

@@ -67,7 +67,8 @@ def arm_label(params: Mapping[str, Any], kernel_sizes: Sequence[int] | None = No
     att = params.get("attention", "none")
     kw = {k: v for k, v in params.items() if k != "attention"}
     name = {"none": "Vanilla", "se": "SE", "se-var1": "SE-Var1", "se-var2": "SE-Var2", "se-var3": "SE-Var3",
-            "se-gc": "SE-GC", "eca-ns": "ECA-NS", "eca": "ECA", "ceca": "C-ECA", **TIMM_LABELS}.get(att, att)
+            "se-gc": "SE-GC", "eca-ns": "ECA-NS", "eca": "ECA", "ceca": "C-ECA", **TIMM_LABELS}.get(
+        att, att.rpartition(":")[2] if ":" in att else att)  # a user's module by its class ("file.py:Cls")
     parts: list[str] = []
     if att == "se":
         parts.append(f"r={_num(kw.pop('r', 16))}")

@@ -35,6 +35,9 @@ Top-level keys (all optional except ``layout`` and the arms)::
     [[grid]]                        # several arms: list-valued keys expand to their product
     attention = "eca"
     k = [3, 5, 7, 9, "adaptive"]
+    [[arms]]                        # your own module (docs/user-modules.md): "file.py:Class" next to
+    attention = "my_attn.py:MyAttention"    # the study, "pkg.mod:Class", or an entry-point name;
+    alpha = 0.5                     #   its own keyword arguments; id: MyAttention(alpha=0.5)
 
     [profiles.imagenet]             # overrides of any top-level key for one profile
     seeds = 1

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..models.catalogue import ADAPTIVE, VARIANTS, accepted_arguments
-from .arms import _check_keys, _make_arm
+from .arms import _check_keys, _is_user, _make_arm
 from .schema import ADAPTIVE_ONLY, ARM_ARGS, FLOAT_ARGS, MAX_ARMS, _Invalid, _canonical_json
 
 
@@ -69,6 +69,9 @@ def _search_space(space: Any) -> dict[str, Any]:
         normalised[key] = domain
     attentions = normalised["attention"] if isinstance(normalised["attention"], list) else [normalised["attention"]]
     for attention in attentions:
+        if isinstance(attention, str) and attention not in VARIANTS and (":" in attention or _is_user(attention)):
+            raise _Invalid("attention", f"{attention!r}: a search space samples ecasweep's own variants; "
+                                        "compare your own module in an [[arms]] or [[grid]] study")
         _make_arm(attention, {}, explicit=False)  # the name must exist
         for key in normalised:
             if key != "attention" and key not in accepted_arguments(attention):

@@ -39,7 +39,8 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from ..models.attention import ADAPTIVE, REGISTRY
+from ..models import user
+from ..models.attention import ADAPTIVE, REGISTRY, attention_class
 from .results import cell_attrs
 from ..spec import ADAPTIVE_ONLY, ARM_ARGS, Arm, Cell, StudySpec
 
@@ -49,7 +50,8 @@ ATTENTION, BACKBONE, SEED = "attention", "backbone", "seed"
 def cell_params(spec: StudySpec, cell: Cell) -> dict[str, tuple[Any, BaseDistribution]]:
     """The Optuna parameters of one cell: name -> (value, distribution)."""
     space = study_distributions(spec)
-    values = {ATTENTION: cell.arm.attention, **arm_arguments(cell.arm, space), BACKBONE: cell.backbone,
+    values = {ATTENTION: _attention(spec, cell.arm), **arm_arguments(cell.arm, space),
+              BACKBONE: _written(spec, cell.backbone),
               SEED: cell.seed}
     return {name: (value, space[name]) for name, value in values.items()}
 
@@ -63,7 +65,8 @@ def cell_trial(spec: StudySpec, cell: Cell) -> FrozenTrial:
     arm = cell.arm
     return optuna.trial.create_trial(
         state=TrialState.WAITING, params=values, distributions={name: d for name, (_, d) in params.items()},
-        user_attrs=cell_attrs(cell.key, arm.id, cell.backbone, cell.seed, {"attention": arm.attention, **arm.kwargs}),
+        user_attrs=cell_attrs(cell.key, arm.id, cell.backbone, cell.seed,
+                              {"attention": user.display_name(arm.attention), **arm.kwargs}),  # a label: no path
         system_attrs={"fixed_params": values})
 
 
@@ -73,9 +76,25 @@ def study_distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
     for arm in spec.arms:
         for name, value in _arguments(arm, used=_used(spec)).items():
             values.setdefault(name, set()).add(value)
-    space: dict[str, BaseDistribution] = {ATTENTION: _categorical(arm.attention for arm in spec.arms)}
+    space: dict[str, BaseDistribution] = {ATTENTION: _categorical(_attention(spec, arm) for arm in spec.arms)}
     space.update({name: _categorical(values[name]) for name in ARM_ARGS if name in values})
-    space[BACKBONE] = _categorical(spec.backbones)
+    space.update({name: _categorical(values[name]) for name in sorted(values) if name not in ARM_ARGS})  # users'
+    return _with_cell_axes(spec, space)
+
+
+def _attention(spec: StudySpec, arm: Arm) -> str:
+    """The ``attention`` parameter: a built-in's name, or a user's module as the study names it
+    (``my_attn.py:MyAttention``; not where it is, which differs between machines)."""
+    return _written(spec, arm.attention)
+
+
+def _written(spec: StudySpec, name: str) -> str:
+    """A user's module or backbone as the study names it; a built-in as it is."""
+    return spec.code[name]["source"] if name in spec.code else name
+
+
+def _with_cell_axes(spec: StudySpec, space: dict[str, BaseDistribution]) -> dict[str, BaseDistribution]:
+    space[BACKBONE] = _categorical(_written(spec, b) for b in spec.backbones)
     space[SEED] = IntDistribution(0, max([spec.seeds, *spec.extra_seeds.values()]) - 1)  # extra: --until-resolved
     return space
 
@@ -91,15 +110,24 @@ def _used(spec: StudySpec) -> set[str]:
 
 def _arguments(arm: Arm, used: set[str]) -> dict[str, Any]:
     """The arguments of ``used`` that ``arm``'s variant takes, in ``ARM_ARGS`` order."""
-    defaults = {name: p.default for name, p in inspect.signature(REGISTRY[arm.attention].__init__).parameters.items()
-                if name not in ("self", "channels")}
-    adaptive = arm.kwargs.get("k", defaults.get("k")) == ADAPTIVE
+    if arm.attention in REGISTRY:
+        signature = inspect.signature(REGISTRY[arm.attention].__init__)
+        defaults = {name: p.default for name, p in signature.parameters.items() if name not in ("self", "channels")}
+        names = list(ARM_ARGS)
+    else:  # a user's module: its own keyword arguments (imported from where the study recorded it)
+        defaults, _ = user.parameters(attention_class(arm.attention))
+        defaults = {name: value for name, value in defaults.items() if value is not inspect.Parameter.empty}
+        defaults.update({name: value for name, value in arm.kwargs.items() if name not in defaults})
+        names = [*(n for n in ARM_ARGS if n in defaults),
+                 *sorted(n for n in defaults if n not in (*ARM_ARGS, ATTENTION, BACKBONE, SEED))]
+    adaptive = arm.attention in REGISTRY and arm.kwargs.get("k", defaults.get("k")) == ADAPTIVE
     arguments = {}
-    for name in ARM_ARGS:
-        if name not in used or name not in defaults or (name in ADAPTIVE_ONLY and not adaptive):
+    for name in names:
+        if name not in used or name not in defaults or (name in ADAPTIVE_ONLY and not adaptive
+                                                         and arm.attention in REGISTRY):
             continue
         value = arm.kwargs.get(name, defaults[name])
-        if value is not None:
+        if value is not None and isinstance(value, (bool, int, float, str)):
             arguments[name] = value
     return arguments
 

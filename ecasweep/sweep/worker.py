@@ -51,6 +51,7 @@ from ..engine.checkpoint import CheckpointStore
 from ..engine.config import RuntimeConfig
 from ..engine.train import TrialResult, run_trial
 from ..errors import EcasweepError
+from ..models import user
 from ..spec import Cell, StudySpec
 from ..store import liveness
 from ..store.results import DUPLICATE_OF, cell_attrs
@@ -208,6 +209,9 @@ def work(study: optuna.Study, spec: StudySpec, runtime: RuntimeConfig, wait: boo
     With ``wait``, a worker with nothing left to claim waits for cells running elsewhere, so that
     a cell whose worker dies is picked up again once it turns stale.
     """
+    # Users' modules are imported from where the study recorded them, on this machine: a copy that
+    # differs from the one the study was run with is refused before any cell is claimed.
+    user.verify(spec.code, study.study_name)
     if spec.search is not None:
         return _search(study, spec, runtime, on_event)
     by_key = {cell.key: cell for cell in spec.cells()}
