@@ -103,3 +103,77 @@ def test_a_report_rewritten_replaces_each_file_whole(two_studies, tmp_path):
         assert runner.invoke(app, ["report", *names, "--storage", url, "--output", str(out), "--no-figures"]).exit_code == 0
     assert [s["name"] for s in json.loads((out / "report.json").read_text())["studies"]] == ["alpha"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+# --- ecasweep reproduce ---------------------------------------------------------------------------
+
+def test_reproduce_runs_the_studies_and_rounds_and_writes_the_report(tmp_path):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    first, second = _study(tmp_path, "first"), _study(tmp_path, "second")
+    # a claim the first look (6 seeds) decides whatever the noise: SE within 40 points of no attention
+    first.write_text(first.read_text() + '\n[[claims]]\nkind = "non-inferiority"\na = "se(r=4)"\nb = "none"\n'
+                     'margin = 40.0\nwords = "SE is within 40 points"\n')
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["reproduce", "--studies", f"{first},{second}", "--storage", url, "--output", str(out),
+                                 "--devices", "cpu", "--max-seeds", "12", "--budget", "20m"])
+    assert result.exit_code == 0, result.output
+    assert "reproduce ended after" in result.output
+    report = json.loads((out / "report.json").read_text())
+    assert [s["name"] for s in report["studies"]] == ["first", "second"]
+    for part in report["studies"]:
+        whole = json.loads(runner.invoke(app, ["table", part["name"], "--storage", url, "--format", "json"]).output)
+        assert part["claims"] == whole["claims"]
+        # the planned 2 seeds, and rounds of looks (6, 8, 12) for the arms of claims still decidable
+        assert part["trials"] >= 6 and all(r["n"] in (2, 6, 8, 12) for r in part["claims"]["rows"])
+    wide = next(r for r in report["studies"][0]["claims"]["rows"] if r["words"] == "SE is within 40 points")
+    assert wide["n"] >= 6 and wide["verdict"] == "supported"  # rounds ran until its verdict
+
+
+def test_reproduce_refuses_bad_input_before_anything_trains(tmp_path):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    study = _study(tmp_path, "only")
+    a_file = tmp_path / "taken"
+    a_file.write_text("mine")
+    cases = [(["--studies", "no-such-study"], "no-such-study"),
+             (["--studies", str(study), "--budget", "0.001s"], "below one round"),
+             (["--studies", str(study), "--budget", "abc"], "--budget"),
+             (["--studies", str(study), "--output", str(a_file)], "is a file"),  # the last --output counts
+             (["--studies", ","], "--studies"),
+             (["--studies", str(study), "--set", "data.dataset=fashion-mnist", "--set", f"data.data_dir={tmp_path / 'none'}"],
+              "data directory")]
+    for args, message in cases:
+        result = runner.invoke(app, ["reproduce", "--storage", url, "--devices", "cpu", "--output",
+                                     str(tmp_path / "report"), *args])
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+        assert len(result.output.strip().splitlines()) <= 3, result.output  # one message, wrapped at most
+    assert not (tmp_path / "r.db").exists() and a_file.read_text() == "mine" and not (tmp_path / "report").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_killed_reproduce_leaves_a_valid_report_and_the_same_command_resumes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    first = _study(tmp_path, "first")
+    second = write_study(tmp_path, name="second", seeds=2, size=4096, epochs=3, ks="[3]")  # long enough to kill
+    out = tmp_path / "report"
+    command = [sys.executable, "-m", "ecasweep", "reproduce", "--studies", f"{first},{second}", "--storage", url,
+               "--output", str(out), "--devices", "cpu", "--max-seeds", "2"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 200
+    while not (out / "report.json").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert (out / "report.json").exists(), proc.stderr.read() if proc.poll() is not None else "no report in time"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143
+    killed = json.loads((out / "report.json").read_text())  # whole: written beside and renamed
+    assert [s["name"] for s in killed["studies"]] == ["first"] and killed["studies"][0]["trials"] == 6
+    again = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert again.returncode == 0, again.stderr
+    resumed = json.loads((out / "report.json").read_text())
+    assert [s["name"] for s in resumed["studies"]] == ["first", "second"]
+    assert [s["trials"] for s in resumed["studies"]] == [6, 6]

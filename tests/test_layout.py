@@ -22,7 +22,7 @@ ALLOWED = {
     "spec": {"errors", "models", "engine"},
     "stats": {"errors", "spec"},
     "store": {"errors", "models", "engine", "spec"},
-    "report": {"errors", "models", "engine", "spec", "stats", "store"},
+    "report": {"errors", "models", "engine", "spec", "stats", "store", "__version__"},
     "sweep": {"errors", "models", "engine", "spec", "stats", "store", "report"},
     "launch": {"errors", "models", "engine", "spec", "stats", "store", "sweep"},
     "bench": {"errors", "models", "engine", "spec", "stats", "store", "report", "sweep"},
