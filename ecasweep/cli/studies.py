@@ -77,12 +77,11 @@ def show(study: str = typer.Argument(..., help="Study name or path to a .toml fi
     for line in alias_notes(spec):
         console.print(line, highlight=False)
     if spec.search is None:
-        shared = sum(len(a) for a in spec.aliases().values()) * spec.seeds
-        extra = len(spec.cells()) + shared - len(spec.arms) * len(spec.backbones) * spec.seeds  # extra_seeds
-        console.print(f"{_plural(len(spec.cells()), 'cell')} = {_plural(len(spec.arms), 'arm')} x "
+        counts = spec.cell_counts()
+        console.print(f"{_plural(counts['cells'], 'cell')} = {_plural(len(spec.arms), 'arm')} x "
                       f"{_plural(len(spec.backbones), 'backbone')} x {_plural(spec.seeds, 'seed')}"
-                      + (f", less {shared} of aliases" if shared else "")
-                      + (f", plus {extra} added seeds" if extra else ""), highlight=False)
+                      + (f", less {counts['aliased']} of aliases" if counts["aliased"] else "")
+                      + (f", plus {counts['added']} added seeds" if counts["added"] else ""), highlight=False)
     else:
         console.print(f"search: {_plural(spec.search.n_trials, 'trial')}, {spec.search.sampler} sampler, "
                       f"{spec.search.pruner} pruner over {json.dumps(spec.search.space)}")
@@ -96,11 +95,12 @@ def _print_claims(spec) -> None:
 
     if not spec.claims:
         return
-    relation = {"superiority": ">", "non-inferiority": ">=", "equivalence": "≈"}
+    from ..spec.claims import RELATION
+
     groups: dict[tuple[str, str], list[str]] = {}
     for c in spec.claims:
         kind = c.kind if c.kind == "superiority" else f"{c.kind}, margin {c.margin:g} points"
-        groups.setdefault((c.words, kind), []).append(f"{c.a} {relation[c.kind]} {c.b}")
+        groups.setdefault((c.words, kind), []).append(f"{c.a} {RELATION[c.kind]} {c.b}")
     console.print(f"[bold]claims[/]: {_plural(len(spec.claims), 'pair')} of arms, each tested on every backbone "
                   f"(verdicts: `ecasweep table {escape(spec.name)} --claims`)", highlight=False)
     for (words, kind), pairs in groups.items():
@@ -110,19 +110,17 @@ def _print_claims(spec) -> None:
 
 def _print_cell_command(spec, key: str) -> None:
     """The train command of one cell on stdout; on stderr, on which device and threads it matches."""
-    from ..engine.config import RuntimeConfig
-    from ..spec import _suggest
-    from ..sweep.slots import plan_slots
     from ..engine.command import command_line, train_args
+    from ..engine.config import RuntimeConfig
+    from ..errors import SpecError
+    from ..sweep.slots import plan_slots
 
-    if spec.search is not None:
-        raise EcasweepError(f"--cell: {spec.name} is a search study; its trials are not cells")
-    cells = {c.key: c for c in spec.cells()}
-    if key not in cells:
-        raise EcasweepError(f"--cell: no cell {key!r} in {spec.name}{_suggest(key, list(cells))}; "
-                            f"cells look like {next(iter(cells))!r} (see `ecasweep run {spec.name} --dry-run`)")
+    try:
+        cell = spec.cell(key)
+    except SpecError as exc:
+        raise EcasweepError(f"--cell: {exc}") from None
     slot = plan_slots(["auto"], 0)[0]
-    args = train_args(spec.trial_config(cells[key], RuntimeConfig()), slot.device, slot.threads)
+    args = train_args(spec.trial_config(cell, RuntimeConfig()), slot.device, slot.threads)
     sys.stdout.write(command_line(args) + "\n")
     err.print(f"# the same numbers as the cell when its worker ran on {slot.device} with {slot.threads} "
               "thread(s), as a default `run` here does; with --workers or on another machine, give that "

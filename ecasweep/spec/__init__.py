@@ -90,29 +90,13 @@ Example:
 
 from __future__ import annotations
 
-from .schema import (  # noqa: F401
-    LAYOUTS, SAMPLERS, PRUNERS, ARM_ARGS, ADAPTIVE_ONLY, FLOAT_ARGS, MAX_ARMS, _TABLES, _SCALARS, _LAYER_KEYS,
-    _STUDY_KEYS, _NULLABLE, _canonical_json, _suggest, _Invalid,
-)
-from .arms import (  # noqa: F401
-    Arm, _arm_from_table, _arms_from_grid, _check_keys, _make_arm, _check_arg, _arm_id, _format,
-    _check_on_stages,
-)
-from .search import (  # noqa: F401
-    SearchSpec, _search_space, _float_range, _space_points, _search_point,
-)
-from .study import (  # noqa: F401
-    Cell, StudySpec, alias_notes, _diff_values, _show,
-)
-from .layers import (  # noqa: F401
-    _Layer, _check_layer, _parse_override, _merge,
-)
-from .resolve import (  # noqa: F401
-    _Resolver, _null,
-)
-from .files import (  # noqa: F401
-    DEFAULT_PROFILE, PROFILES_FILE, BUILTIN_STUDIES, study_paths, list_studies, load_study, _find, _read_toml,
-)
-from .claims import (  # noqa: F401
-    ClaimSpec, claims_from_tables,
-)
+from .arms import Arm
+from .claims import ClaimSpec, claims_from_tables
+from .files import BUILTIN_STUDIES, DEFAULT_PROFILE, PROFILES_FILE, list_studies, load_study, study_paths
+from .schema import ADAPTIVE_ONLY, ARM_ARGS, FLOAT_ARGS, LAYOUTS, MAX_ARMS, PRUNERS, SAMPLERS
+from .search import SearchSpec
+from .study import Cell, StudySpec, alias_notes
+
+__all__ = ["ADAPTIVE_ONLY", "ARM_ARGS", "Arm", "BUILTIN_STUDIES", "Cell", "ClaimSpec", "DEFAULT_PROFILE", "FLOAT_ARGS",
+           "LAYOUTS", "MAX_ARMS", "PROFILES_FILE", "PRUNERS", "SAMPLERS", "SearchSpec", "StudySpec", "alias_notes",
+           "claims_from_tables", "list_studies", "load_study", "study_paths"]

@@ -63,7 +63,9 @@ def check_spending(name: object) -> str:
 
 
 CLAIM_KEYS = ("kind", "a", "b", "margin", "words", "evidence")
-_RELATION = {"superiority": ">", "non-inferiority": ">= (within the margin)", "equivalence": "≈"}
+#: how a claim of each kind relates its arms, in words and in ``show``
+RELATION = {"superiority": ">", "non-inferiority": ">=", "equivalence": "≈"}
+_RELATION = {**RELATION, "non-inferiority": ">= (within the margin)"}
 
 
 @dataclass(frozen=True)

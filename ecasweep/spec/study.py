@@ -78,6 +78,33 @@ class StudySpec:
                 for backbone in self.backbones for arm in self.arms if arm.id not in aliases.get(backbone, {})
                 for seed in range(max(self.seeds, self.extra_seeds.get(f"{backbone}/{arm.id}", 0)))]
 
+    def cell_counts(self) -> dict[str, int]:
+        """How the cells add up: arms x backbones x seeds (``planned``), less the cells of aliases
+        (``aliased``), plus the seeds rounds added (``added``).
+
+        >>> load_study("kernel-size").cell_counts()
+        {'cells': 24, 'planned': 28, 'aliased': 4, 'added': 0}
+        """
+        cells = len(self.cells())
+        planned = len(self.arms) * len(self.backbones) * self.seeds
+        aliased = sum(len(a) for a in self.aliases().values()) * self.seeds
+        return {"cells": cells, "planned": planned, "aliased": aliased, "added": cells + aliased - planned}
+
+    def cell(self, key: str) -> Cell:
+        """The cell named ``key`` (``backbone/arm/seed=N``); a SpecError naming the closest ones when
+        the study has none by that name.
+
+        >>> load_study("kernel-size").cell("resnet-8/none/seed=1").seed
+        1
+        """
+        if self.search is not None:
+            raise SpecError(f"{self.name} is a search study; its trials are not cells")
+        cells = {c.key: c for c in self.cells()}
+        if key not in cells:
+            raise SpecError(f"no cell {key!r} in {self.name}{_suggest(key, list(cells))}; cells look like "
+                            f"{next(iter(cells))!r} (see `ecasweep run {self.name} --dry-run`)")
+        return cells[key]
+
     def aliases(self) -> dict[str, dict[str, str]]:
         """Per backbone, each arm that builds the same model as an earlier arm -> that arm: the same
         variant with the same kernel size in every stage (and the same other arguments); with the
