@@ -71,6 +71,11 @@ def run(
             outcome = runner.run(study, dry_run=dry_run, **options)
         if outcome is None:  # dry run
             return
+        from ..sweep.reuse import provenance
+
+        line = provenance(outcome.records)
+        if line:
+            console.print(line, highlight=False, soft_wrap=True)
         if not no_table:
             from .reports import _print_table
 

@@ -151,7 +151,9 @@ class RuntimeConfig:
 
     ``device``: cpu, cuda, cuda:N, mps or auto. ``amp``: auto (bf16 on a GPU that supports it, off
     on CPU), bf16, fp16, off. ``threads``: CPU threads for this trial (None: all cores).
-    ``checkpoint_dir``: where per-epoch checkpoints go (None: no checkpoints).
+    ``checkpoint_dir``: where per-epoch checkpoints go (None: no checkpoints). ``reuse``: a cell
+    another study of the storage finished with the same configuration is read from it, not trained
+    again (``sweep.reuse``).
     """
 
     device: str = "auto"
@@ -164,6 +166,7 @@ class RuntimeConfig:
     checkpoint_every: int = 1
     keep_checkpoints: bool = False
     quiet: bool = True
+    reuse: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.device, str) or not self.device:

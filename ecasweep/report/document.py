@@ -84,6 +84,8 @@ def _study(study: StudyResults, storage_hint: str | None) -> dict[str, Any]:
     return {"name": study.name, "description": spec.get("description", ""), "mirrors": spec.get("mirrors", ""),
             "profile": spec.get("profile"), "overrides": overrides, "seeds": spec.get("seeds"),
             "dataset": dataset_identity(spec.get("data", {})), "trials": sum(r.complete for r in study.records),
+            # cells read from another study's finished trial (same model, recipe, data, seed): where from
+            "reused": {r.cell: r.metrics["reused_from"] for r in study.records if r.complete and r.metrics.get("reused_from")},
             "table": table, "claims": claims,
             "commands": {"study": shlex.join(run + _storage_args(storage_hint)), "cells": _cell_commands(spec, study.records)}}
 
@@ -269,7 +271,8 @@ def markdown(report: Mapping[str, Any]) -> str:
         lines += ["", f"## {part['name']}" + (f" ({part['mirrors']})" if part.get("mirrors") else ""), "",
                   part.get("description", ""), "",
                   f"Profile `{part['profile']}`, overrides: {', '.join(f'`{o}`' for o in part['overrides']) or 'none'}; "
-                  f"{part['trials']} trials; dataset {data['dataset']}"
+                  f"{part['trials']} trials ({len(part.get('reused', {}))} read from other studies' identical trials); "
+                  f"dataset {data['dataset']}"
                   + (f", sha256 `{data['sha256']}`" if data.get("sha256") else f" ({data.get('note', '')})"), "",
                   "### Claims", ""]
         rows = _claim_rows(part)

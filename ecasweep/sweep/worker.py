@@ -57,6 +57,7 @@ from ..store import liveness
 from ..store.results import DUPLICATE_OF, cell_attrs
 from ..store.storage import heartbeat_interval
 from .cells import INTERRUPTED, _finish_failed, cell_statuses, claim, ensure_cells
+from . import reuse
 from .identity import worker_attrs
 from .slots import POLL_SECONDS
 
@@ -144,7 +145,7 @@ def _record_result(study: optuna.Study, trial: optuna.trial.Trial, result: Trial
 
 
 def run_claimed(study: optuna.Study, trial: optuna.trial.Trial, config, objective: str = "top1",
-                prune: bool = False, on_event: Event | None = None) -> str:
+                prune: bool = False, on_event: Event | None = None, finished: reuse.Finished | None = None) -> str:
     """Run one claimed trial to the end and record it; returns its final state name.
 
     Errors in the trial (NaN loss, out of memory) are recorded as FAIL with the reason and do not
@@ -153,7 +154,7 @@ def run_claimed(study: optuna.Study, trial: optuna.trial.Trial, config, objectiv
     """
     emit = on_event or (lambda *_: None)
     try:
-        return _run_and_record(study, trial, config, objective, prune, emit)
+        return _run_and_record(study, trial, config, objective, prune, emit, finished)
     except KeyboardInterrupt:  # at any step, storing the result included: the next run resumes it
         _finish_failed(study, trial, INTERRUPTED)
         emit("end", {"number": trial.number, "state": "FAIL", "reason": INTERRUPTED})
@@ -161,13 +162,21 @@ def run_claimed(study: optuna.Study, trial: optuna.trial.Trial, config, objectiv
 
 
 def _run_and_record(study: optuna.Study, trial: optuna.trial.Trial, config, objective: str, prune: bool,
-                    emit: Event) -> str:
+                    emit: Event, finished: reuse.Finished | None = None) -> str:
     runtime = config.runtime
     # Checkpoints outlive training until the result is stored (cleared below).
     config = dataclasses.replace(config, runtime=dataclasses.replace(runtime, keep_checkpoints=True))
     for key, value in worker_attrs().items():
         trial.set_user_attr(key, value)  # host:pid, and the SLURM job, array task and node
+    trial.set_user_attr(reuse.IDENTITY_ATTR, config.identity())  # so that other studies can take its results
     emit("start", {"number": trial.number, "cell": trial.user_attrs.get("cell", ""), "epochs": config.train.epochs})
+    source = finished.find(config) if finished is not None else None
+    if source is not None:  # trained by another study with the same model, recipe, data and seed
+        reuse.take(trial, source)
+        study.tell(trial, source.value)
+        emit("end", {"number": trial.number, "state": "COMPLETE", "top1": source.attrs.get("top1"),
+                     "wall": 0.0, "reused_from": source.label})
+        return "COMPLETE"
 
     def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
         trial.set_user_attr("epoch", epoch)  # for displays that read the storage (runner.StudyProgress)
@@ -215,6 +224,7 @@ def work(study: optuna.Study, spec: StudySpec, runtime: RuntimeConfig, wait: boo
     if spec.search is not None:
         return _search(study, spec, runtime, on_event)
     by_key = {cell.key: cell for cell in spec.cells()}
+    finished = reuse.Finished.of(study) if runtime.reuse else None  # other studies' trials, read once
     counts = {"COMPLETE": 0, "FAIL": 0, "PRUNED": 0}
     watch, report = liveness.StaleWatch(), _WaitReport(on_event)
     while True:
@@ -234,7 +244,7 @@ def work(study: optuna.Study, spec: StudySpec, runtime: RuntimeConfig, wait: boo
             cell = by_key.get(trial.user_attrs.get("cell"))
             if cell is None:  # a cell of a larger plan (more seeds) enqueued by another run
                 cell = _cell_from_attrs(spec, trial.user_attrs)
-            state = run_claimed(study, trial, spec.trial_config(cell, runtime), on_event=on_event)
+            state = run_claimed(study, trial, spec.trial_config(cell, runtime), on_event=on_event, finished=finished)
         except KeyboardInterrupt:  # a claimed trial is never left RUNNING by a stop
             _finish_failed(study, trial, INTERRUPTED)
             raise
