@@ -88,6 +88,9 @@ def _isolated_env(monkeypatch, tmp_path):
     monkeypatch.setenv("ECASWEEP_STORAGE", f"sqlite:///{tmp_path / 'ecasweep.db'}")
     monkeypatch.setenv("ECASWEEP_CHECKPOINTS", str(tmp_path / "checkpoints"))
     monkeypatch.setenv("ECASWEEP_HEARTBEAT", "1")
+    # Tests run the same tiny study under many names in one storage and mean to train it each time;
+    # tests/test_reuse.py turns reading finished cells back on.
+    monkeypatch.setenv("ECASWEEP_REUSE", "0")
 
 
 #: a tiny grid study on synthetic data (none, se(r=4) and eca over ks), for end-to-end tests

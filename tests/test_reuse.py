@@ -15,7 +15,8 @@ from conftest import write_study
 runner = CliRunner()
 
 
-def test_a_study_reads_the_cells_another_study_finished_and_says_so(tmp_path):
+def test_a_study_reads_the_cells_another_study_finished_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECASWEEP_REUSE", "1")  # the default (the test suite turns it off)
     url = f"sqlite:///{tmp_path / 'r.db'}"
     first = write_study(tmp_path, name="first", seeds=2, size=256, epochs=1, ks="[3]")
     ran = runner.invoke(app, ["run", str(first), "--storage", url, "--devices", "cpu", "--no-table"])
@@ -42,7 +43,8 @@ def test_a_study_reads_the_cells_another_study_finished_and_says_so(tmp_path):
     assert len(reused) == 6 and all(v.startswith("first#") for v in reused.values())
 
 
-def test_another_recipe_is_trained_not_read(tmp_path):
+def test_another_recipe_is_trained_not_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECASWEEP_REUSE", "1")
     url = f"sqlite:///{tmp_path / 'r.db'}"
     first = write_study(tmp_path, name="first", seeds=1, size=256, epochs=1, ks="[3]")
     assert runner.invoke(app, ["run", str(first), "--storage", url, "--devices", "cpu", "--no-table"]).exit_code == 0
@@ -53,3 +55,18 @@ def test_another_recipe_is_trained_not_read(tmp_path):
     assert result.exit_code == 0, result.output
     assert "read from trials" not in result.output
     assert not [r for r in read_records(optuna.load_study(study_name="second", storage=url)) if "reused_from" in r.metrics]
+
+
+def test_reuse_off_trains_every_cell_and_a_bad_value_is_one_line(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    first = write_study(tmp_path, name="first", seeds=1, size=256, epochs=1, ks="[3]")
+    assert runner.invoke(app, ["run", str(first), "--storage", url, "--devices", "cpu", "--no-table"]).exit_code == 0
+    (tmp_path / "b").mkdir()
+    second = write_study(tmp_path / "b", name="second", seeds=1, size=256, epochs=1, ks="[3]")
+    monkeypatch.setenv("ECASWEEP_REUSE", "yes")
+    bad = runner.invoke(app, ["run", str(second), "--storage", url, "--devices", "cpu", "--no-table"])
+    assert bad.exit_code == 2 and "ECASWEEP_REUSE: expected 1" in bad.output
+    monkeypatch.setenv("ECASWEEP_REUSE", "0")
+    result = runner.invoke(app, ["run", str(second), "--storage", url, "--devices", "cpu", "--no-table"])
+    assert result.exit_code == 0 and "read from trials" not in result.output
+    assert all("reused_from" not in r.metrics for r in read_records(optuna.load_study(study_name="second", storage=url)))

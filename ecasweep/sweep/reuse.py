@@ -19,20 +19,33 @@ Example:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
+from ..errors import EcasweepError
 from ..models.user import is_reference
 from ..store.results import CELL_ATTRS, DUPLICATE_OF
 
+#: ``0``: train every cell, even one another study finished (``1``, the default: read it)
+ENV = "ECASWEEP_REUSE"
 IDENTITY_ATTR = "identity"
 REUSED_ATTR = "reused_from"
 #: attributes that belong to the trial that ran, not to its results
 _OWN = (*CELL_ATTRS, IDENTITY_ATTR, REUSED_ATTR, DUPLICATE_OF, "worker", "epoch", "stale_trial",
         "slurm_job", "slurm_node", "slurm_array_task", "slurm_restarts")
+
+
+def enabled() -> bool:
+    """Whether cells are read from other studies' trials (``$ECASWEEP_REUSE``: 1, the default, or 0)."""
+    raw = os.environ.get(ENV, "1").strip()
+    if raw not in ("0", "1"):
+        raise EcasweepError(f"{ENV}: expected 1 (read a cell another study finished, the default) or 0 (train "
+                            f"every cell), got {raw!r}")
+    return raw == "1"
 
 
 @dataclass(frozen=True)

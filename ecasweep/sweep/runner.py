@@ -34,6 +34,7 @@ from ..store.storage import (NoStudyError, check_creatable, check_storable, chec
 from .cells import INTERRUPTED, CellStatus, cell_statuses, ensure_cells
 from .slots import default_checkpoint_dir, plan_slots, run_workers
 from .study import extended, open_study, stored_spec
+from . import reuse
 from .worker import work
 
 
@@ -60,6 +61,7 @@ def run(study_name: str, profile: str = "quick", overrides: Sequence[str] = (), 
     url = storage_url or default_storage_url()
     check_creatable(url)  # a file storage it cannot create, or a file that is no database
     heartbeat_interval()  # $ECASWEEP_HEARTBEAT, which every storage reads
+    reuse.enabled()  # $ECASWEEP_REUSE
     check_directory(checkpoint_dir or default_checkpoint_dir(name or spec.name),
                     "--checkpoint-dir" if checkpoint_dir else "the checkpoint folder")
     slots = plan_slots(devices, workers)

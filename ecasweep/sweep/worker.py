@@ -224,7 +224,7 @@ def work(study: optuna.Study, spec: StudySpec, runtime: RuntimeConfig, wait: boo
     if spec.search is not None:
         return _search(study, spec, runtime, on_event)
     by_key = {cell.key: cell for cell in spec.cells()}
-    finished = reuse.Finished.of(study) if runtime.reuse else None  # other studies' trials, read once
+    finished = reuse.Finished.of(study) if runtime.reuse and reuse.enabled() else None  # other studies' trials, read once
     counts = {"COMPLETE": 0, "FAIL": 0, "PRUNED": 0}
     watch, report = liveness.StaleWatch(), _WaitReport(on_event)
     while True:
