@@ -129,13 +129,13 @@ def environment() -> dict[str, Any]:
 
 def _cpu_model() -> str:
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                flags = Path("/proc/cpuinfo").read_text()
-                return model + (" (AVX-512)" if " avx512f" in flags else " (AVX2)" if " avx2" in flags else "")
+        info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
+        info = ""
+    for line in info.splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            return model + (" (AVX-512)" if " avx512f" in info else " (AVX2)" if " avx2" in info else "")
     return platform.processor() or platform.machine()
 
 
