@@ -26,7 +26,9 @@ from ecasweep.report import build_table, render
 from ecasweep.store.results import HASH_ATTR, SPEC_ATTR, cell_attrs, read_records
 from ecasweep.spec import Cell, list_studies, load_study
 from ecasweep.store.stored_spec import MAX_ATTR_LENGTH, attr_length, read_spec, spec_attrs, write_spec
-from ecasweep.sweep.study import stored_spec
+from ecasweep.errors import EcasweepError
+from ecasweep.sweep import study as opening
+from ecasweep.sweep.study import open_study, stored_spec
 
 from conftest import write_study
 
@@ -80,7 +82,7 @@ def test_a_long_section_goes_in_pieces_and_a_rewrite_never_reads_stale_pieces():
     study = optuna.create_study()
     long = {"name": "big", "arms": [{"id": f"eca(k={k})", "kwargs": {"k": k}} for k in range(1, 200, 2)]}
     write_spec(study, long)
-    assert "ecasweep_spec.arms.1" in study.user_attrs
+    assert study.user_attrs["ecasweep_spec.arms"]["$pieces"] > 1
     assert max(attr_length(v) for v in study.user_attrs.values()) < MAX_ATTR_LENGTH
     assert read_spec(study.user_attrs) == long
     short = {"name": "big", "arms": [{"id": "none"}]}
@@ -94,8 +96,73 @@ def test_a_spec_stored_whole_by_earlier_versions_is_read():
     study = optuna.create_study()
     spec = load_study("kernel-size").to_dict()
     study.set_user_attr(SPEC_ATTR, spec)
+    study.set_user_attr(HASH_ATTR, load_study("kernel-size").results_hash())  # written with it since the first
     assert read_spec(study.user_attrs) == spec
     assert stored_spec(study) == load_study("kernel-size")
+
+
+def test_pieces_written_by_earlier_versions_without_a_digest_are_read():
+    study = optuna.create_study()
+    long = {"name": "big", "arms": [{"id": f"eca(k={k})", "kwargs": {"k": k}} for k in range(1, 200, 2)]}
+    text = json.dumps(long["arms"])
+    pieces = [text[i:i + 1000] for i in range(0, len(text), 1000)]
+    for i, piece in enumerate(pieces):
+        study.set_user_attr(f"ecasweep_spec.arms.{i}", piece)
+    study.set_user_attr("ecasweep_spec.arms", {"$pieces": len(pieces)})
+    study.set_user_attr("ecasweep_spec.name", "big")
+    assert read_spec(study.user_attrs) == long
+
+
+class _Killed(BaseException):
+    """What a kill is to the code that was writing: it stops between two writes."""
+
+
+def _killed_after(study: optuna.Study, writes: int, monkeypatch) -> None:
+    """``study`` dies at its ``writes``-th next attribute write, before it lands."""
+    real, count = study.set_user_attr, iter(range(writes))
+
+    def set_user_attr(key, value):
+        if next(count, None) is None:
+            raise _Killed
+        real(key, value)
+    monkeypatch.setattr(study, "set_user_attr", set_user_attr)
+
+
+def test_a_section_rewrite_killed_between_its_pieces_leaves_the_old_section_whole(monkeypatch):
+    study = optuna.create_study()
+    old = {"name": "big", "arms": [{"id": f"eca(k={k})", "kwargs": {"k": k}} for k in range(1, 200, 2)]}
+    new = {"name": "big", "arms": [{"id": f"eca-ns(k={k})", "kwargs": {"k": k}} for k in range(1, 200, 2)]}
+    write_spec(study, old)
+    pieces = study.user_attrs["ecasweep_spec.arms"]["$pieces"]
+    for writes in range(pieces + 1):  # killed before the 1st, 2nd, ... new piece and before the section's count
+        _killed_after(study, writes, monkeypatch)
+        with pytest.raises(_Killed):
+            write_spec(study, new)
+        monkeypatch.undo()
+        assert read_spec(study.user_attrs) == old  # whole, never a mix of old and new pieces
+    write_spec(study, new)
+    assert read_spec(study.user_attrs) == new
+
+
+@pytest.mark.parametrize("writes", [0, 1, 3, 6])
+def test_a_study_whose_creator_was_killed_mid_spec_is_named_so_and_created_again(writes, tmp_path, monkeypatch):
+    """A creator killed while writing the spec leaves part of it: a reader says the creation was
+    interrupted (one line, no traceback), and opening the study again writes it whole."""
+    storage = f"sqlite:///{tmp_path / 'k.db'}"
+    spec = load_study("kernel-size")
+    study = optuna.create_study(storage=storage, study_name="kernel-size", direction="maximize")
+    _killed_after(study, writes, monkeypatch)
+    with pytest.raises(_Killed):
+        opening._check_or_write_spec(study, spec, "kernel-size", storage)
+    monkeypatch.undo()
+    loaded = optuna.load_study(study_name="kernel-size", storage=storage)
+    if writes:
+        with pytest.raises(EcasweepError, match="interrupted while it was being created"):
+            stored_spec(loaded)
+        shown = runner.invoke(app, ["status", "kernel-size", "--storage", storage])
+        assert shown.exit_code == 2 and "interrupted while it was being created" in shown.output, shown.output
+    reopened = open_study(spec, optuna.storages.RDBStorage(storage), url=storage)
+    assert stored_spec(reopened) == spec and reopened.user_attrs[HASH_ATTR] == spec.results_hash()
 
 
 # ----------------------------------------------------------------- a finished study in Optuna's tools

@@ -3,9 +3,12 @@
 optuna-dashboard cuts a study attribute at 1,024 characters, and a whole spec is longer. So the spec
 is stored section by section: ``ecasweep_spec.arms``, ``ecasweep_spec.train``, ... hold the values
 of ``StudySpec.to_dict()``. A section too long for one attribute is stored as its JSON text in
-pieces (``ecasweep_spec.arms.0``, ``ecasweep_spec.arms.1``, ...), and its own attribute says how many
-(``{"$pieces": 2}``), so that a section rewritten shorter or longer never reads stale pieces. Studies
-written before hold the whole spec in the one attribute ``ecasweep_spec``; ``read_spec`` reads both.
+pieces named by a digest of that text (``ecasweep_spec.arms.1a2b3c4d.0``, ``...1a2b3c4d.1``), and its own
+attribute, written after them, says which and how many (``{"$pieces": 2, "$digest": "1a2b3c4d"}``). So a
+section is replaced in one write whatever its length: a process killed while writing a section's new
+pieces leaves the old section whole, and a section rewritten shorter or longer never reads stale
+pieces. Studies written before hold the whole spec in the one attribute ``ecasweep_spec``, or their
+pieces without a digest (``ecasweep_spec.arms.0``); ``read_spec`` reads every layout.
 
 Example:
     >>> import optuna
@@ -19,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, Mapping
 
@@ -31,6 +35,7 @@ MAX_ATTR_LENGTH = 1024
 PIECE = 1000
 PREFIX = SPEC_ATTR + "."
 PIECES = "$pieces"
+DIGEST = "$digest"
 
 
 def attr_length(value: Any) -> int:
@@ -47,9 +52,10 @@ def spec_attrs(spec: Mapping[str, Any]) -> dict[str, Any]:
             attrs[PREFIX + section] = value
             continue
         text = json.dumps(value)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:8]
         for i in range(0, len(text), PIECE):
-            attrs[f"{PREFIX}{section}.{i // PIECE}"] = text[i:i + PIECE]
-        attrs[PREFIX + section] = {PIECES: -(-len(text) // PIECE)}  # after its pieces: written last
+            attrs[f"{PREFIX}{section}.{digest}.{i // PIECE}"] = text[i:i + PIECE]
+        attrs[PREFIX + section] = {PIECES: -(-len(text) // PIECE), DIGEST: digest}  # after its pieces: written last
     return attrs
 
 
@@ -72,7 +78,8 @@ def read_spec(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
     if not sections:
         return attrs.get(SPEC_ATTR)
     for section, value in sections.items():
-        if isinstance(value, dict) and set(value) == {PIECES}:
-            text = "".join(attrs[f"{PREFIX}{section}.{i}"] for i in range(int(value[PIECES])))
+        if isinstance(value, dict) and PIECES in value and set(value) <= {PIECES, DIGEST}:
+            stem = f"{PREFIX}{section}." + (f"{value[DIGEST]}." if DIGEST in value else "")
+            text = "".join(attrs[f"{stem}{i}"] for i in range(int(value[PIECES])))
             sections[section] = json.loads(text)
     return sections

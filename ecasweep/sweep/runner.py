@@ -23,17 +23,17 @@ from ..engine.config import RuntimeConfig
 from ..models.user import verify as verify_code
 from ..engine.data import load_dataset
 from ..engine.devices import cpu_count
-from ..errors import EcasweepError, SpecError
+from ..errors import EcasweepError
 from ..store.locking import read_locked
 from ..store.results import HASH_ATTR, SPEC_ATTR, TrialRecord, cell_attrs, read_records
 from ..store.stored_spec import read_spec, spec_attrs
 from ..spec import Arm, Cell, StudySpec, load_study
 from ..store.storage import (NoStudyError, check_creatable, check_storable, check_study_name, default_storage_url,
-                             heartbeat_interval, load_study as load_stored, mask_url, open_existing,
+                             heartbeat_interval, load_study as load_stored, open_existing,
                              open_storage)
 from .cells import INTERRUPTED, CellStatus, cell_statuses, ensure_cells
 from .slots import default_checkpoint_dir, plan_slots, run_workers
-from .study import extended, open_study, stored_spec
+from .study import check_recipe, extended, open_study, spec_of, stored_spec
 from . import reuse
 from .worker import work
 
@@ -124,10 +124,7 @@ def results(study_name: str, storage_url: str | None = None) -> tuple[optuna.Stu
 def _read_stored_spec(study: optuna.Study) -> StudySpec:
     """``study.stored_spec`` for a reader: under the study's lock as readers take it, which creates no
     file (``locking.read_locked``)."""
-    stored = read_locked(study, lambda: read_spec(study.user_attrs))
-    if stored is None:
-        raise EcasweepError(f"study {study.study_name!r} was not created by ecasweep (no spec stored)")
-    return StudySpec.from_dict(stored)
+    return spec_of(study, read_locked(study, lambda: study.user_attrs))
 
 
 # ------------------------------------------------------------------------- checks before writing
@@ -373,20 +370,11 @@ def _existing_study(spec: StudySpec, url: str, name: str | None) -> optuna.Study
     if name not in optuna.get_all_study_names(storage):
         return None
     study = load_stored(storage, name, url)
-    stored = read_locked(study, lambda: read_spec(study.user_attrs))
-    if stored is None:
+    attrs = read_locked(study, lambda: study.user_attrs)
+    if read_spec(attrs) is None:
         raise EcasweepError(f"study {name!r} was not created by ecasweep (no spec stored)")
-    if study.user_attrs.get(HASH_ATTR) != spec.results_hash():  # as study.open_study refuses it, unwritten
-        from ..models import user
-
-        change = user.changed(stored.get("code"), spec.code)
-        if change:
-            raise SpecError(f"study {name!r} in {mask_url(url)}: {change}; results of two versions of a module "
-                            "never meet in one study: restore it, or start a new study with --name")
-        differences = "; ".join(spec.diff(stored)) or "the recipe"
-        raise SpecError(f"study {name!r} in {mask_url(url)} was run with another recipe ({differences}); "
-                        f"resume with the same settings, or start a new study with --name")
-    return study
+    # as open_study refuses it, unwritten; a study whose creation was interrupted is created again
+    return study if check_recipe(attrs, spec, name, url) is not None else None
 
 
 #: a plan of more cells than this is summarised (counts, the first and last cells), not listed

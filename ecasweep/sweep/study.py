@@ -40,25 +40,32 @@ def open_study(spec: StudySpec, storage: BaseStorage, name: str | None = None, u
 
 
 def _check_or_write_spec(study: optuna.Study, spec: StudySpec, name: str, url: str) -> None:
-    stored = read_spec(study.user_attrs)
-    if stored is None:
-        study.set_user_attr(HASH_ATTR, spec.results_hash())
+    stored = check_recipe(study.user_attrs, spec, name, url)
+    if stored is None:  # new, or its creator was killed before the hash: written again, whole
         write_spec(study, spec.to_dict())
+        study.set_user_attr(HASH_ATTR, spec.results_hash())  # last: the mark of a whole spec
         return
-    if study.user_attrs.get(HASH_ATTR) != spec.results_hash():
-        where = f" in {mask_url(url)}" if url else ""
-        change = user.changed(stored.get("code"), spec.code)
-        if change:  # a user's module edited since: which file, in one line
-            raise SpecError(f"study {name!r}{where}: {change}; results of two versions of a module never "
-                            "meet in one study: restore it, or start a new study with --name")
-        differences = "; ".join(spec.diff(stored)) or "the recipe"
-        raise SpecError(f"study {name!r}{where} was run with another recipe ({differences}); "
-                        f"resume with the same settings, or start a new study with --name")
     # Seeds only grow; what does not change results (claims, margins, descriptions) follows the
     # study file, so that `table` shows the claims as they now read.
     merged = extended(spec, StudySpec.from_dict(stored))
     if _canonical(merged.to_dict()) != _canonical(stored):
         write_spec(study, merged.to_dict())
+
+
+def check_recipe(attrs: dict[str, Any], spec: StudySpec, name: str, url: str = "") -> dict[str, Any] | None:
+    """The whole spec stored in a study's attributes (None when there is none yet), refused with the
+    differences named when it was run with another recipe than ``spec``'s."""
+    stored = complete_spec(attrs)
+    if stored is None or attrs.get(HASH_ATTR) == spec.results_hash():
+        return stored
+    where = f" in {mask_url(url)}" if url else ""
+    change = user.changed(stored.get("code"), spec.code)
+    if change:  # a user's module edited since: which file, in one line
+        raise SpecError(f"study {name!r}{where}: {change}; results of two versions of a module never "
+                        "meet in one study: restore it, or start a new study with --name")
+    differences = "; ".join(spec.diff(stored)) or "the recipe"
+    raise SpecError(f"study {name!r}{where} was run with another recipe ({differences}); "
+                    f"resume with the same settings, or start a new study with --name")
 
 
 def extended(spec: StudySpec, stored: StudySpec) -> StudySpec:
@@ -82,13 +89,30 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def complete_spec(attrs: dict[str, Any]) -> dict[str, Any] | None:
+    """The spec stored in a study's attributes when it was written whole; None when there is none or
+    only part of one. Its creator writes the results hash after the spec, so a spec without the hash
+    is one whose creator was killed while writing it (``open_study`` writes it again)."""
+    return read_spec(attrs) if HASH_ATTR in attrs else None
+
+
+def spec_of(study: optuna.Study, attrs: dict[str, Any]) -> StudySpec:
+    """The stored spec in ``attrs`` (a study's user attributes, read under its lock), or one clear
+    error: the study is not ecasweep's, or its creation was interrupted before its spec was whole."""
+    stored = complete_spec(attrs)
+    if stored is not None:
+        return StudySpec.from_dict(stored)
+    if read_spec(attrs) is not None:
+        raise EcasweepError(f"study {study.study_name!r} was interrupted while it was being created (its spec is "
+                            "not whole): run its study file again (ecasweep run) to create it")
+    raise EcasweepError(f"study {study.study_name!r} was not created by ecasweep (no spec stored)")
+
+
 def stored_spec(study: optuna.Study) -> StudySpec:
     """The spec a study was created with (how workers on other machines learn the recipe)."""
     with study_lock(study):  # never half of a spec another process is writing
-        stored = read_spec(study.user_attrs)
-    if stored is None:
-        raise EcasweepError(f"study {study.study_name!r} was not created by ecasweep (no spec stored)")
-    return StudySpec.from_dict(stored)
+        attrs = study.user_attrs
+    return spec_of(study, attrs)
 
 
 def _search_strategy(spec: StudySpec) -> dict[str, Any]:
