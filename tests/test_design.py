@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy import stats as sst
 
-from ecasweep.report.verdicts import build_claims, hypotheses
+from ecasweep.report.verdicts import build_claims, build_family, hypotheses
 from ecasweep.spec import StudySpec, load_study
 from ecasweep.errors import SpecError
 from ecasweep.stats import recycling, simulation as sim, spending
@@ -286,3 +286,57 @@ def test_rounds_go_from_one_deciding_look_to_the_next():
     assert claims.round_looks(claims.LEGACY) == claims.LOOKS
     plan = claims.plan_round([("resnet-8", "a", "b", 2, 16)], 64, claims.round_looks(claims.DEFAULT))
     assert plan.targets == {("resnet-8", "a"): 12, ("resnet-8", "b"): 12}
+
+
+# --- one family across studies (a report, reproduce) -----------------------------------------------------
+
+#: the hypotheses of the paper's four studies at the quick profile, as one report decides them: one
+#: family; an arm two studies share (the same backbone and model under one recipe) is one set of seeds,
+#: as a cell one study finished is read by the others (sweep.reuse)
+PAPER = [h for name in ("kernel-size", "table2", "gamma-beta", "methods") for h in hypotheses(load_study(name).to_dict())]
+PAPER_ARMS = sim.arms_of(PAPER)
+
+
+@pytest.mark.parametrize("noise", ["normal", "skewed"])
+@pytest.mark.parametrize("config", ["boundary", "recycling"])
+def test_family_wise_error_held_over_the_claims_of_several_studies(config, noise):
+    """Every claim of the four studies on its boundary (or every other one decided early, its α passed
+    on): the chance of any wrong verdict in the whole report, seeds added round by round."""
+    assert len(PAPER) > 2 * len(KERNEL) and len(PAPER_ARMS) < sum(len(sim.arms_of(hypotheses(load_study(n).to_dict())))
+                                                                  for n in ("kernel-size", "table2", "gamma-beta",
+                                                                            "methods"))  # arms are shared
+    rng = np.random.default_rng(40 + 10 * sim.CONFIGS.index(config) + sim.NOISES.index(noise))
+    out = sim.simulate(sim.noise(rng, (2000, len(PAPER_ARMS), 64), 0.5, noise), PAPER, PAPER_ARMS, claims.DEFAULT,
+                       shift=sim.shifts(config, PAPER, 0.5))
+    ok, said = _held(out.wrong)
+    assert ok, said
+    assert out.rounds.max() >= 2
+
+
+def test_a_family_of_studies_is_decided_as_one_holm_family_and_mixed_designs_split_alpha():
+    """``build_family`` decides the hypotheses of both studies together (what the simulation above
+    decides); a study stored under the legacy design beside a new one is its own family at its share."""
+    base = 85 + np.random.default_rng(5).normal(0, 1.0, 16)
+    values = {"none": list(base), "se(r=16)": list(base + _zigzag(0.9, 16) + 0.05),
+              "eca(k=3)": list(base + _zigzag(6.0, 16))}
+    declared = [{"kind": "superiority", "a": "eca(k=3)", "b": "none", "margin": 0.0, "words": "", "evidence": ""},
+                {"kind": "superiority", "a": "se(r=16)", "b": "none", "margin": 0.0, "words": "", "evidence": ""}]
+    spec = {"name": "one", "layout": "table2", "seeds": 16, "backbones": ["resnet-8"], "arms": ARMS_SPEC,
+            "claims": declared, "design": "holm", "spending": claims.DEFAULT.spending}
+    other = {**spec, "name": "two", "claims": declared[1:]}
+    records = _records(values, spec)
+    one, two = build_family([(spec, records), (other, records)])
+    assert (one.family, one.studies, two.studies) == (3, ["one", "two"], ["one", "two"])
+    d = [np.subtract(values[c["a"]], values[c["b"]]) for c in declared + declared[1:]]
+    expected = claims.decide_family(claims.look_stats(d, claims.LOOKS), ["superiority"] * 3, [0.0] * 3, claims.DEFAULT)
+    got = [r.verdict for r in one.rows + two.rows]
+    assert got == [claims.VERDICTS[int(v)] for v in expected.verdict]
+    assert [r.level for r in one.rows + two.rows] == pytest.approx(list(expected.level))
+    alone = build_claims(spec, records)
+    assert alone.family == 2 and alone.studies == [] and "studies one, two together" in one.caption
+
+    legacy = {k: v for k, v in other.items() if k not in ("design", "spending")}
+    mixed = build_family([(spec, records), (legacy, records)])
+    assert [t.alpha for t in mixed] == pytest.approx([ALPHA * 2 / 3, ALPHA / 3])
+    assert [t.design for t in mixed] == [claims.DEFAULT.name, claims.LEGACY.name]
+    assert mixed[0].to_dict()["rows"] == build_claims(spec, records, alpha=ALPHA * 2 / 3).to_dict()["rows"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -58,12 +59,24 @@ def test_the_report_holds_the_tables_and_claims_as_the_table_command_gives_them(
     assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]
     report = json.loads((out / "report.json").read_text())
     assert report["schema"] == "ecasweep.report/1" and [s["name"] for s in report["studies"]] == ["alpha", "beta"]
+    # the claims of both studies are one family: the report's error statement is for the whole report
+    assert report["errors"]["one_family"] and report["errors"]["hypotheses"] == 4
+    assert "any wrong verdict in this whole report stays below 0.05" in report["errors"]["statement"]
     for part in report["studies"]:
-        table = runner.invoke(app, ["table", part["name"], "--storage", url, "--format", "json"])
-        claims = runner.invoke(app, ["table", part["name"], "--storage", url, "--claims", "--format", "json"])
+        family = ["--family", "alpha,beta"]
+        table = runner.invoke(app, ["table", part["name"], "--storage", url, "--format", "json", *family])
+        claims = runner.invoke(app, ["table", part["name"], "--storage", url, "--claims", "--format", "json", *family])
         whole = json.loads(table.output)  # the table with its claims; the report holds the claims once
         assert part["table"] == {k: v for k, v in whole.items() if k != "claims"}
         assert part["claims"] == whole["claims"] == json.loads(claims.output)
+        assert part["claims"]["family"] == 4 and part["claims"]["studies"] == ["alpha", "beta"]
+        # the command the report gives for its claims prints them
+        given = shlex.split(part["commands"]["claims"])
+        assert given[:2] == ["ecasweep", "table"] and given[-4:] == ["--family", "alpha,beta", "--storage", url]
+        assert json.loads(runner.invoke(app, given[1:]).output) == part["claims"]
+        alone = json.loads(runner.invoke(app, ["table", part["name"], "--storage", url, "--claims",
+                                                "--format", "json"]).output)
+        assert alone["family"] == 2 and alone["studies"] == [part["name"]]
         assert part["trials"] == 6 and part["dataset"]["dataset"] == "synthetic"
         assert set(part["commands"]["cells"]) == {f"resnet-8/{arm}/seed={s}" for arm in ("none", "se(r=4)", "eca(k=3)")
                                                   for s in range(2)}
@@ -89,7 +102,9 @@ def test_bad_report_input_is_one_line_and_writes_nothing(two_studies, tmp_path):
     a_file.write_text("mine")
     cases = [(["report", "alpha", "--storage", url, "--output", str(a_file)], "is a file"),
              (["report", "nosuch", "--storage", url, "--output", str(tmp_path / "new")], "no study named 'nosuch'"),
-             (["report", "alpha", "--storage", url], "Missing option '--output'")]
+             (["report", "alpha", "--storage", url], "Missing option '--output'"),
+             (["table", "alpha", "--storage", url, "--claims", "--family", "alpha,nosuch"], "no study named 'nosuch'"),
+             (["table", "alpha", "--storage", url, "--claims", "--family", " , "], "--family: expected study names")]
     for args, message in cases:
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and message in result.output, (args, result.output)
@@ -121,7 +136,8 @@ def test_reproduce_runs_the_studies_and_rounds_and_writes_the_report(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert [s["name"] for s in report["studies"]] == ["first", "second"]
     for part in report["studies"]:
-        whole = json.loads(runner.invoke(app, ["table", part["name"], "--storage", url, "--format", "json"]).output)
+        whole = json.loads(runner.invoke(app, ["table", part["name"], "--storage", url, "--format", "json",
+                                               "--family", "first,second"]).output)
         assert part["claims"] == whole["claims"]
         # the planned 2 seeds, and rounds of looks (6, 8, 12) for the arms of claims still decidable
         assert part["trials"] >= 6 and all(r["n"] in (2, 6, 8, 12) for r in part["claims"]["rows"])

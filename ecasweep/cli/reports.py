@@ -13,12 +13,16 @@ from ..errors import EcasweepError
 from .common import (app, console, err, StorageOpt, _user_errors, _quiet_libraries, _print_json, _output_format, _check_choice, _model_errors)
 
 
-def _print_table(study, spec_dict, records, fmt: str = "rich", output: Path | None = None, **options) -> None:
-    from ..report import build_claims, build_table, render, render_with_claims
+def _print_table(study, spec_dict, records, fmt: str = "rich", output: Path | None = None, family=None,
+                 **options) -> None:
+    """``family``: ``(members, index)``, the ``(spec, records)`` of the studies whose claims are one family
+    and this study's place among them (None: the study alone)."""
+    from ..report import build_family, build_table, render, render_with_claims
 
     claims_only = options.pop("claims_only", False)
     table = build_table(spec_dict, records, **options)
-    rendered = render_with_claims(render(table, fmt), build_claims(spec_dict, records), fmt, claims_only)
+    members, index = family or ([(spec_dict, records)], 0)
+    rendered = render_with_claims(render(table, fmt), build_family(members)[index], fmt, claims_only)
     if output is not None:
         try:
             output.write_text(rendered if rendered.endswith("\n") else rendered + "\n")
@@ -45,6 +49,9 @@ def table(
     bootstrap: bool = typer.Option(False, "--bootstrap", help="Bootstrap confidence intervals."),
     claims_only: bool = typer.Option(False, "--claims", help="Only the Claims table (the study's claims and their "
                                      "verdicts, on top-1: the paper's claims are about top-1 accuracy)."),
+    family: Optional[str] = typer.Option(None, "--family", help="Studies (comma-separated) whose claims are decided "
+                                         "together with this one's, as one family, as a report of those studies "
+                                         "decides them (ecasweep report, reproduce)."),
 ) -> None:
     """The study's table: mean ± std over seeds, 95% CI, Δ vs baseline with Holm-adjusted p, ties with best.
 
@@ -67,10 +74,23 @@ def table(
             _check_claims_options(metric, baseline, layout, test, bootstrap)
         metric, test = metric or "top1", test or "t"
         loaded, spec_dict, records = runner.results(study, storage)
+        names = _family(family, study)
+        members = [(spec_dict, records) if name == study else runner.results(name, storage)[1:] for name in names]
         if baseline is not None and baseline not in {a["id"] for a in spec_dict.get("arms", [])}:
             raise EcasweepError(f"--baseline: no arm {baseline!r}; arms: {', '.join(a['id'] for a in spec_dict['arms'])}")
         _print_table(loaded, spec_dict, records, fmt, output, metric=metric, baseline=baseline, test=test,
-                     bootstrap=bootstrap, layout=layout, claims_only=claims_only)
+                     bootstrap=bootstrap, layout=layout, claims_only=claims_only,
+                     family=(members, names.index(study)))
+
+
+def _family(text: str | None, study: str) -> list[str]:
+    """The studies of the family ``--family`` names, in its order, with ``study`` first unless named."""
+    if text is None:
+        return [study]
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise EcasweepError("--family: expected study names separated by commas, e.g. kernel-size,table2")
+    return names if study in names else [study, *names]
 
 
 def _check_claims_options(metric: str | None, baseline: str | None, layout: str | None, test: str | None,

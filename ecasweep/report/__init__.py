@@ -82,5 +82,5 @@ from .plots import (  # noqa: F401
     _figure, plot, _plot_bars, _plot_figure4, _plot_gamma_beta, _plot_search,
 )
 from .verdicts import (  # noqa: F401
-    ClaimRow, ClaimsTable, build_claims, render_claims, render_with_claims,
+    ClaimRow, ClaimsTable, build_claims, build_family, render_claims, render_with_claims,
 )

@@ -1,8 +1,9 @@
 """A report to share: the studies' tables and claims with the evidence, in one folder.
 
 ``build_report`` gathers, for each study, the same table and Claims table that ``ecasweep table
---format json`` and ``ecasweep table --claims --format json`` print (the very objects, so their
-numbers agree by construction), the commands that rerun the study and each of its cells, and the
+--format json`` and ``ecasweep table --claims --family STUDIES --format json`` print (the very objects,
+so their numbers agree by construction; the claims of all the report's studies are one family, so that
+the chance of any wrong verdict in the whole report stays below alpha), the commands that rerun the study and each of its cells, and the
 machine it ran on: CPU or GPU model, cores, library versions, ecasweep's version and commit, the
 dataset and a checksum of its files, the profile and every override. ``write_report`` writes it as
 ``report.json``, ``report.md`` and ``report.html`` (self-contained: styles inline and figures embedded
@@ -58,23 +59,42 @@ def build_report(studies: Sequence[StudyResults], storage_hint: str | None = Non
     commands, masked (``--storage ...``), or None for the default storage."""
     if not studies:
         raise EcasweepError("a report needs at least one study")
-    parts = [_study(s, storage_hint) for s in studies]
+    from .verdicts import build_family
+
+    # One family: the chance of any wrong verdict in the whole report stays below alpha
+    claims = build_family([(s.spec, s.records) for s in studies])
+    names = [s.name for s in studies]
+    parts = [_study(s, c, names, storage_hint) for s, c in zip(studies, claims)]
     verdicts: dict[str, int] = {}
     for part in parts:
         for row in part["claims"].get("rows", []):
             verdicts[row["verdict"]] = verdicts.get(row["verdict"], 0) + 1
     return {"schema": SCHEMA, "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "environment": environment(), "verdicts": verdicts, "studies": parts,
+            "environment": environment(), "verdicts": verdicts, "errors": _errors(claims), "studies": parts,
             "commands": {"report": shlex.join(["ecasweep", "report", *(s.name for s in studies), "--output", "DIR",
                                                *_storage_args(storage_hint)])}}
 
 
-def _study(study: StudyResults, storage_hint: str | None) -> dict[str, Any]:
-    from . import build_claims, build_table, render, render_claims
+def _errors(tables: Sequence[Any]) -> dict[str, Any]:
+    """What the report's verdicts guarantee together: one family over all its studies' claims, or
+    (studies stored under different designs) one family per study at shares of alpha adding up to it."""
+    alpha = sum(t.alpha for t in tables) if len({t.design for t in tables}) > 1 else tables[0].alpha
+    one = len({t.design for t in tables}) == 1
+    hypotheses = tables[0].family if one else sum(t.family for t in tables)
+    how = (f"one family of {hypotheses} distinct hypotheses under design {tables[0].design}, α recycled across the "
+           "studies" if one else "one family per study (their designs differ), each at a share of α in proportion "
+           f"to its hypotheses ({', '.join(f'{t.study}: {t.alpha:.3g}' for t in tables)})")
+    return {"alpha": round(alpha, 12), "hypotheses": hypotheses, "one_family": one,
+            "statement": f"The chance of any wrong verdict in this whole report stays below {alpha:g}, however seeds "
+                         f"were added: its claims are {how} (docs/claims.md)."}
+
+
+def _study(study: StudyResults, claims_table: Any, family: Sequence[str], storage_hint: str | None) -> dict[str, Any]:
+    from . import build_table, render, render_claims
 
     spec = study.spec
     table = json.loads(render(build_table(spec, study.records), "json"))
-    claims = json.loads(render_claims(build_claims(spec, study.records), "json"))
+    claims = json.loads(render_claims(claims_table, "json"))
     overrides = list(spec.get("overrides", []))
     run = ["ecasweep", "run", spec.get("name", study.name), "--profile", spec.get("profile", "quick")]
     for override in overrides:
@@ -87,7 +107,12 @@ def _study(study: StudyResults, storage_hint: str | None) -> dict[str, Any]:
             # cells read from another study's finished trial (same model, recipe, data, seed): where from
             "reused": {r.cell: r.metrics["reused_from"] for r in study.records if r.complete and r.metrics.get("reused_from")},
             "table": table, "claims": claims,
-            "commands": {"study": shlex.join(run + _storage_args(storage_hint)), "cells": _cell_commands(spec, study.records)}}
+            "commands": {"study": shlex.join(run + _storage_args(storage_hint)),
+                         # the Claims table as this report decides it (with the other studies of its family)
+                         "claims": shlex.join(["ecasweep", "table", study.name, "--claims", "--format", "json",
+                                               *(["--family", ",".join(family)] if len(family) > 1 else []),
+                                               *_storage_args(storage_hint)]),
+                         "cells": _cell_commands(spec, study.records)}}
 
 
 def _storage_args(storage_hint: str | None) -> list[str]:
@@ -262,7 +287,7 @@ def markdown(report: Mapping[str, Any]) -> str:
     """The report as Markdown: the environment, then each study's claims, table and commands."""
     env = report["environment"]
     lines = ["# ecasweep report", "", f"Generated {report['generated']}. Verdicts: {_verdict_line(report)}.", "",
-             "## Environment", "", "| | |", "|---|---|"]
+             report.get("errors", {}).get("statement", ""), "", "## Environment", "", "| | |", "|---|---|"]
     for key in ("cpu", "cores", "gpu", "platform", "python", "ecasweep", "commit"):
         lines.append(f"| {key} | {env.get(key) if env.get(key) is not None else '–'} |")
     lines.append(f"| libraries | {', '.join(f'{k} {v}' for k, v in env.get('libraries', {}).items())} |")
@@ -284,7 +309,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         else:
             lines.append("No claims declared.")
         lines += ["", "### Table", "", _markdown_table(part["table"]), "", "### Commands", "", "```bash",
-                  part["commands"]["study"], "```"]
+                  part["commands"]["study"], part["commands"]["claims"], "```"]
         if part["commands"]["cells"]:
             lines += ["", "<details><summary>Every cell</summary>", "", "```bash"]
             lines += [f"# {key}\n{cmd}" for key, cmd in part["commands"]["cells"].items()]
@@ -331,6 +356,7 @@ def to_html(report: Mapping[str, Any], figures: bool = True) -> str:
     out = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>ecasweep report</title>"
            f"<style>{_STYLE}</style></head><body>", "<h1>ecasweep report</h1>",
            f"<p>Generated {e(report['generated'])}. Verdicts: {e(_verdict_line(report))}.</p>",
+           f"<p>{e(report.get('errors', {}).get('statement', ''))}</p>",
            "<h2>Environment</h2><table>"]
     for key in ("cpu", "cores", "gpu", "platform", "python", "ecasweep", "commit"):
         out.append(f"<tr><th>{e(key)}</th><td>{e(str(env.get(key) if env.get(key) is not None else '–'))}</td></tr>")
@@ -360,7 +386,7 @@ def to_html(report: Mapping[str, Any], figures: bool = True) -> str:
         else:
             out.append("<p>No claims declared.</p>")
         out += ["<h3>Table</h3>", _html_table(part["table"])]
-        out += ["<h3>Commands</h3>", f"<pre>{e(part['commands']['study'])}</pre>"]
+        out += ["<h3>Commands</h3>", f"<pre>{e(part['commands']['study'])}\n{e(part['commands']['claims'])}</pre>"]
         if part["commands"]["cells"]:
             out.append("<details><summary>Every cell</summary><pre>"
                        + e("\n".join(f"# {k}\n{c}" for k, c in part["commands"]["cells"].items())) + "</pre></details>")

@@ -10,6 +10,8 @@ JSON schema (``render_claims(table, "json")``, schema id ``ecasweep.claims/1``):
 
     {"schema": "ecasweep.claims/1", "study": str, "metric": "top1", "alpha": 0.05,
      "family": int,             # distinct hypotheses tested together (alpha is shared among them)
+     "studies": [str],          # the studies whose claims are that family: this one, or those of a report
+                                #   (``build_family``; ``table --claims --family``)
      "looks": [int],            # the seed counts at which verdicts are taken
      "design": str,             # how: "holm-power-0.7-after-8" (new studies), "bonferroni-even" (studies stored
                                 #   before designs were named), ... (docs/claims.md)
@@ -97,12 +99,13 @@ class ClaimsTable:
     alpha: float = decide.ALPHA
     looks: list[int] = field(default_factory=lambda: list(decide.LOOKS))
     design: str = decide.LEGACY.name
+    studies: list[str] = field(default_factory=list)  # the studies of a family that spans several
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document described in the module docstring."""
         return {"schema": SCHEMA, "study": self.study, "metric": METRIC, "alpha": self.alpha,
-                "family": self.family, "looks": self.looks, "design": self.design, "caption": self.caption,
-                "rows": [asdict(r) for r in self.rows]}
+                "family": self.family, "studies": self.studies or [self.study], "looks": self.looks,
+                "design": self.design, "caption": self.caption, "rows": [asdict(r) for r in self.rows]}
 
 
 def _finite(x: Any) -> float | None:
@@ -155,28 +158,66 @@ def build_claims(spec: Mapping[str, Any], records: Sequence[TrialRecord], alpha:
     design the spec states; a spec stored without one is read under the legacy design
     (``bonferroni-even``), so that a study keeps the verdicts it had.
     """
-    groups = _group(spec, records)
-    params = {arm["id"]: {"attention": arm["attention"], **arm.get("kwargs", {})} for arm in spec.get("arms", [])}
-    design = decide.design_of(spec)
-    pairs = [(claim, backbone, _hypothesis(spec, claim, backbone)) for claim, backbone in _pairs(spec)]
-    # A row whose two arms are one model has nothing to test; rows that test the same hypothesis
-    # (an alias in place of its arm) have the same data and verdict, and are one member of the family.
-    family = hypotheses(spec)
-    diffs = [_diffs(groups, backbone, a, b) for backbone, a, b, _, _ in family]
-    kinds, margins = [h[3] for h in family], [h[4] for h in family]
-    decided = decide.decide_family(decide.look_stats([d for _, d in diffs], decide.LOOKS), kinds, margins,
-                                   design, alpha)
-    now = [stats.summarize_arm(d.tolist()) for _, d in diffs]
+    return build_family([(spec, records)], alpha)[0]
+
+
+def build_family(studies: Sequence[tuple[Mapping[str, Any], Sequence[TrialRecord]]],
+                 alpha: float = decide.ALPHA) -> list[ClaimsTable]:
+    """The Claims tables of several studies (``(spec, records)`` each) whose claims are one family: the
+    chance of any wrong verdict in all the tables together stays below ``alpha``, as a report that
+    spans studies states it. Every distinct hypothesis of every study is a member (a hypothesis two
+    studies share is a member twice, which only spends more); the family is decided by one Holm
+    procedure when the studies share their design, so that α recycles across studies. Studies stored
+    under different designs (a legacy study beside new ones) cannot be one Holm family: each is then
+    its own family at a share of ``alpha`` in proportion to its hypotheses, and the shares add up to
+    ``alpha`` (Bonferroni over the studies).
+
+    >>> from ecasweep.spec import load_study
+    >>> tables = build_family([(load_study(n).to_dict(), []) for n in ("kernel-size", "table2")])
+    >>> [(t.study, t.family, t.studies) for t in tables]
+    [('kernel-size', 36, ['kernel-size', 'table2']), ('table2', 36, ['kernel-size', 'table2'])]
+    """
+    studies = list(studies)
+    designs = {decide.design_of(spec) for spec, _ in studies}
+    if len(designs) > 1:
+        sizes = [len(hypotheses(spec)) for spec, _ in studies]
+        return [_decide([part], alpha * size / max(1, sum(sizes)))[0] for part, size in zip(studies, sizes)]
+    return _decide(studies, alpha)
+
+
+def _decide(studies: Sequence[tuple[Mapping[str, Any], Sequence[TrialRecord]]], alpha: float) -> list[ClaimsTable]:
+    """The studies' hypotheses decided as one family under their (one) design."""
+    design = decide.design_of(studies[0][0])
+    parts = []  # per study: its groups, rows' (claim, backbone, hypothesis), distinct hypotheses, diffs
+    for spec, records in studies:
+        groups = _group(spec, records)
+        pairs = [(claim, backbone, _hypothesis(spec, claim, backbone)) for claim, backbone in _pairs(spec)]
+        # A row whose two arms are one model has nothing to test; rows that test the same hypothesis
+        # (an alias in place of its arm) have the same data and verdict, and are one member of the family.
+        family = hypotheses(spec)
+        parts.append((groups, pairs, family, [_diffs(groups, backbone, a, b) for backbone, a, b, _, _ in family]))
+    diffs = [d for *_, ds in parts for _, d in ds]
+    kinds = [h[3] for _, _, family, _ in parts for h in family]
+    margins = [h[4] for _, _, family, _ in parts for h in family]
+    decided = decide.decide_family(decide.look_stats(diffs, decide.LOOKS), kinds, margins, design, alpha)
+    now = [stats.summarize_arm(d.tolist()) for d in diffs]
     need = decide.needed(np.array([np.nan if c.mean is None else c.mean for c in now]),
                          np.array([np.nan if c.std is None else c.std for c in now]),
-                         np.array([d.size for _, d in diffs]), decided, kinds, margins, design)
-    outcome = {h: i for i, h in enumerate(family)}
+                         np.array([d.size for d in diffs]), decided, kinds, margins, design)
     reference = paper_reference()
-    rows = [_row(c, b, groups, params, reference, decided, need, outcome.get(h), same_model=h[1] == h[2])
-            for c, b, h in pairs]
-    table = ClaimsTable(str(spec.get("name", "")), rows, len(family), alpha=alpha, design=design.name)
-    table.caption = _caption(table)
-    return table
+    names = [str(spec.get("name", "")) for spec, _ in studies]
+    tables, offset = [], 0
+    for (spec, _), (groups, pairs, family, _) in zip(studies, parts):
+        params = {arm["id"]: {"attention": arm["attention"], **arm.get("kwargs", {})} for arm in spec.get("arms", [])}
+        outcome = {h: offset + i for i, h in enumerate(family)}
+        rows = [_row(c, b, groups, params, reference, decided, need, outcome.get(h), same_model=h[1] == h[2])
+                for c, b, h in pairs]
+        table = ClaimsTable(str(spec.get("name", "")), rows, len(kinds), alpha=alpha, design=design.name,
+                            studies=names if len(studies) > 1 else [])
+        table.caption = _caption(table)
+        tables.append(table)
+        offset += len(family)
+    return tables
 
 
 def _diffs(groups, backbone: str, a: str, b: str) -> tuple[list[int], np.ndarray]:
@@ -225,8 +266,13 @@ def _caption(table: ClaimsTable) -> str:
             f"{counts['open']} open of {len(table.rows)} (claim, backbone) pairs{same}. Effect: mean paired difference "
             f"A - B in top-1 points over the seeds both arms ran, with its 95% t interval. Verdicts come from "
             f"a group-sequential design ({_design_words(table)}; looks at {looks} seeds), so the chance of any wrong "
-            f"verdict in the study stays below {table.alpha:g} however many seeds are added (docs/claims.md). "
+            f"verdict in the {_scope(table)} stays below {table.alpha:g} however many seeds are added (docs/claims.md). "
             "Open: the seeds at which it would be decided if the observed effect and spread held.")
+
+
+def _scope(table: ClaimsTable) -> str:
+    """Where the error guarantee holds: the study, or the studies of a family that spans several."""
+    return f"studies {', '.join(table.studies)} together" if table.studies else "study"
 
 
 def _design_words(table: ClaimsTable) -> str:

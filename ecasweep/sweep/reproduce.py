@@ -2,7 +2,8 @@
 
 The planned cells of every study come first (``runner.run``, study by study; a study already run is
 resumed, so the same command again picks up where a killed one stopped). The rest of the budget goes
-to rounds of seeds where claims are still open, across all studies at once: each candidate round (the
+to rounds of seeds where claims are still open, across all studies at once (their claims are one
+family, decided as the report decides them: ``report.verdicts.build_family``): each candidate round (the
 next look of a study's open claims, as ``--until-resolved`` plans it) is scored by how much of the
 way to a verdict it takes its claims, per minute of estimated compute, and the best round that fits
 the budget runs next. The report (``report.document``) is written after every study and every round,
@@ -21,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import EcasweepError
 from ..report.document import StudyResults, build_report, check_output, write_report
-from ..report.verdicts import build_claims
+from ..report.verdicts import ClaimsTable, build_family
 from ..spec import load_study
 from ..stats.sequential import LOOKS, design_of, plan_round, round_looks
 from . import runner
@@ -122,10 +123,12 @@ def reproduce(studies: Sequence[str] = PAPER_STUDIES, profile: str = "quick", ov
     studies = [name for name in studies if name not in skipped]
     rounds = 0
     while True:
-        candidates = [c for name in studies if (c := _candidate(name, outcomes[name], profile, overrides, slots,
-                                                                  max_seeds)) is not None]
+        # the claims of all the studies are one family, as the report decides them
+        tables = build_family([(outcomes[name].spec_dict, outcomes[name].records) for name in studies])
+        candidates = [c for name, table in zip(studies, tables)
+                      if (c := _candidate(name, outcomes[name], table, profile, overrides, slots, max_seeds)) is not None]
         if not candidates:
-            reason = "resolved" if all(_open(o) == 0 for o in outcomes.values()) else "futility"
+            reason = "resolved" if all(r.verdict != "open" for t in tables for r in t.rows) else "futility"
             break
         remaining = left()
         fitting = [c for c in candidates if remaining is None or c.seconds <= remaining]
@@ -153,13 +156,11 @@ def _missing_seconds(name: str, profile: str, overrides: Sequence[str], storage_
     return estimate_seconds(spec, cells, records, slots)[0] if cells else 0.0
 
 
-def _open(outcome: Any) -> int:
-    return sum(r.verdict == "open" for r in build_claims(outcome.spec_dict, outcome.records).rows)
-
-
-def _candidate(name: str, outcome: Any, profile: str, overrides: Sequence[str], slots, max_seeds: int) -> Candidate | None:
-    """The next round of ``name``'s open claims, or None when none can still be decided."""
-    rows = [r for r in build_claims(outcome.spec_dict, outcome.records).rows if r.verdict == "open"]
+def _candidate(name: str, outcome: Any, table: ClaimsTable, profile: str, overrides: Sequence[str], slots,
+               max_seeds: int) -> Candidate | None:
+    """The next round of ``name``'s open claims (``table``: its claims as the family decides them), or
+    None when none can still be decided."""
+    rows = [r for r in table.rows if r.verdict == "open"]
     plan = plan_round([(r.backbone, r.a, r.b, r.n, r.seeds_needed) for r in rows], max_seeds,
                       round_looks(design_of(outcome.spec_dict)))
     if plan.stop:
