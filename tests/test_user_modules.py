@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ecasweep.cli.app import app
+from ecasweep.engine.config import RuntimeConfig
 from ecasweep.errors import SpecError
 from ecasweep.spec import load_study
 
@@ -123,6 +125,21 @@ def test_a_file_module_is_resolved_identified_and_named_by_its_class(tmp_path):
     from ecasweep.spec import StudySpec
 
     assert StudySpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+def test_show_cell_gives_a_train_command_with_the_modules_arguments_that_trains_the_cell(tmp_path):
+    path = write(tmp_path)
+    shown = runner.invoke(app, ["show", str(path), "--cell", "resnet-8/MeanMaxGate(alpha=0.7)/seed=0"])
+    assert shown.exit_code == 0, shown.output
+    words = shlex.split(shown.stdout.splitlines()[0])
+    assert words[words.index("--kwarg") + 1] == "alpha=0.7" and "--alpha" not in words
+    trained = runner.invoke(app, [*words[1:], "--json", "--quiet", "--device", "cpu"])
+    assert trained.exit_code == 0, trained.output
+    spec = load_study(str(path))
+    cell = spec.cell("resnet-8/MeanMaxGate(alpha=0.7)/seed=0")
+    assert json.loads(trained.stdout)["identity"] == spec.trial_config(cell, RuntimeConfig()).identity()
+    for given, expected in ((["--kwarg", "alpha"], "expected NAME=VALUE"), (["--kwarg", "k=5"], "use --k")):
+        one_line_error(runner.invoke(app, [*words[1:], *given, "--quiet"]), expected)
 
 
 def test_arguments_at_their_default_are_dropped_and_a_grid_expands(tmp_path):

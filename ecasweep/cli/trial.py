@@ -33,6 +33,9 @@ def train(
     round_to: Optional[int] = typer.Option(None, help="SE: round the hidden width to a multiple of this."),
     spatial_k: Optional[int] = typer.Option(None, help="CBAM: kernel size of the spatial gate (default 7)."),
     extent: Optional[int] = typer.Option(None, help="Gather-Excite: gather extent, 0 (global) or a power of two."),
+    kwarg: Optional[list[str]] = typer.Option(None, "--kwarg", help="NAME=VALUE: a keyword argument of a user's "
+                                              "attention module (--attention my_attn.py:MyAttention), the value as "
+                                              "JSON; repeat for several."),
     width: Optional[int] = typer.Option(None, help="Base width of CIFAR-style ResNets (default 16)."),
     dataset: str = typer.Option(_DATA.dataset, help="fashion-mnist, cifar10, cifar100, imagenet, imagefolder, synthetic."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where the dataset is; it must hold it "
@@ -81,12 +84,12 @@ def train(
         from ..errors import NonFiniteLossError
         from ..engine.train import run_trial
 
-        from ..engine.command import trial_config
+        from ..engine.command import parse_kwargs, trial_config
 
         config = trial_config(
             backbone, attention,
             dict(k=_parse_k(k), gamma=gamma, beta=beta, min_k=min_k, r=r, groups=groups, group_size=group_size,
-                 bias=bias, round_to=round_to, spatial_k=spatial_k, extent=extent), width,
+                 bias=bias, round_to=round_to, spatial_k=spatial_k, extent=extent, **parse_kwargs(kwarg)), width,
             DataConfig(dataset, data_dir, subset, val_split, augment, synthetic_size, num_workers),
             recipe, None if recipe and epochs == 2 else epochs,  # --epochs' own default leaves a recipe's
             dict(batch_size=batch_size, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,

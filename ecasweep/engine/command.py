@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 from typing import Any
 
@@ -24,6 +25,10 @@ from .config import RECIPES, DataConfig, ModelConfig, RuntimeConfig, TrainConfig
 
 #: runtime fields that change results (besides the device and thread count, given by the caller)
 _RUNTIME = ("amp",)
+#: keyword arguments of the built-in attention modules that ``ecasweep train`` has an option for; any
+#: other (a user's module's) is given as ``--kwarg NAME=VALUE``, the value as JSON
+ATTENTION_OPTIONS = ("k", "gamma", "beta", "min_k", "r", "groups", "group_size", "bias", "round_to", "spatial_k",
+                     "extent")
 
 
 def option(name: str, value: Any) -> list[str]:
@@ -43,7 +48,7 @@ def train_args(config: TrialConfig, device: str | None = None, threads: int | No
     model = config.model
     args = option("backbone", model.backbone) + option("attention", model.attention)
     for key, value in model.attention_kwargs.items():
-        args += option(key, value)
+        args += option(key, value) if key in ATTENTION_OPTIONS else ["--kwarg", f"{key}={json.dumps(value)}"]
     args += option("width", model.width)
     for part in (config.data, config.train):
         for f in dataclasses.fields(part):
@@ -70,6 +75,29 @@ def trial_config(backbone: str, attention: str, attention_kwargs: dict[str, Any]
         given["epochs"] = epochs
     model = ModelConfig(backbone, attention, {a: v for a, v in attention_kwargs.items() if v is not None}, width)
     return TrialConfig(model, data, dataclasses.replace(base, **given), seed, runtime)
+
+
+def parse_kwargs(given: list[str] | None) -> dict[str, Any]:
+    """``--kwarg NAME=VALUE`` options as keyword arguments: VALUE is read as JSON (``0.7``, ``true``,
+    ``[3, 5]``, ``"max"``), else kept as the text it is (``mode=max``).
+
+    >>> parse_kwargs(["alpha=0.7", "mode=max", "ks=[3, 5]"])
+    {'alpha': 0.7, 'mode': 'max', 'ks': [3, 5]}
+    """
+    out: dict[str, Any] = {}
+    for item in given or []:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise EcasweepError(f"--kwarg {item!r}: expected NAME=VALUE, a keyword argument of the attention "
+                                "module, e.g. --kwarg alpha=0.7")
+        if name in ATTENTION_OPTIONS:
+            raise EcasweepError(f"--kwarg {name}: use --{name.replace('_', '-')}, ecasweep train's own option for it")
+        try:
+            out[name] = json.loads(text)
+        except ValueError:
+            out[name] = text
+    return out
 
 
 def command_line(args: list[str]) -> str:
