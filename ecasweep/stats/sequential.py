@@ -134,21 +134,12 @@ def sequential(diffs: np.ndarray, kind: str, margin: float, alphas: np.ndarray,
     'supported'
     """
     diffs = np.asarray(diffs, dtype=float)
-    shape = diffs.shape[:-1]
-    code = np.zeros(shape, dtype=int)
-    seeds = np.zeros(shape, dtype=int)
-    low, high = np.full(shape, -np.inf), np.full(shape, np.inf)
-    for n, alpha in zip(looks, alphas):
-        if n > diffs.shape[-1]:
-            break
-        lo, hi = t_interval(diffs[..., :n], alpha)
-        undecided = code == OPEN
-        low = np.where(undecided, np.maximum(low, lo), low)
-        high = np.where(undecided, np.minimum(high, hi), high)
-        now = verdict(low, high, kind, margin)
-        seeds = np.where(undecided, n, seeds)
-        code = np.where(undecided, now, code)
-    return Sequential(code, seeds, low, high)
+    ns = [n for n in looks if n <= diffs.shape[-1]]
+    mean = np.full((*diffs.shape[:-1], len(looks)), np.nan)
+    sd = np.full_like(mean, np.nan)
+    for k, n in enumerate(ns):  # the looks reached: the first n seeds
+        mean[..., k], sd[..., k] = diffs[..., :n].mean(axis=-1), diffs[..., :n].std(axis=-1, ddof=1)
+    return sequential_at(LookStats(mean, sd, len(ns)), kind, margin, alphas, looks)
 
 
 def sequential_at(stats_: LookStats, kind: str, margin: float, alphas: np.ndarray,

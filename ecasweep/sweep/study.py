@@ -18,7 +18,7 @@ from ..errors import EcasweepError, SpecError
 from ..models import user
 from ..spec import StudySpec
 from ..store.locking import study_lock
-from ..store.results import HASH_ATTR
+from ..store.results import HASH_ATTR, SPEC_ATTR
 from ..store.storage import mask_url
 from ..store.stored_spec import read_spec, write_spec
 
@@ -91,9 +91,10 @@ def _canonical(value: Any) -> str:
 
 def complete_spec(attrs: dict[str, Any]) -> dict[str, Any] | None:
     """The spec stored in a study's attributes when it was written whole; None when there is none or
-    only part of one. Its creator writes the results hash after the spec, so a spec without the hash
-    is one whose creator was killed while writing it (``open_study`` writes it again)."""
-    return read_spec(attrs) if HASH_ATTR in attrs else None
+    only part of one. Its creator writes the results hash after the spec's sections, so sections
+    without the hash are those of a creator killed while writing them (``open_study`` writes them
+    again); a spec in the one attribute of earlier versions was written in one write."""
+    return read_spec(attrs) if HASH_ATTR in attrs or SPEC_ATTR in attrs else None
 
 
 def spec_of(study: optuna.Study, attrs: dict[str, Any]) -> StudySpec:
