@@ -14,7 +14,7 @@ import torchvision
 from torchvision.models._utils import _make_divisible
 from typer.testing import CliRunner
 
-from ecasweep.models import catalogue
+from ecasweep.models import catalogue, shapes
 from ecasweep.models.attention import REGISTRY, _KernelAttention
 from ecasweep.models.timm_attention import TimmAttention
 from ecasweep.models.catalogue import MissingTimmError
@@ -35,18 +35,18 @@ def test_every_variant_takes_exactly_the_catalogued_arguments_and_defaults():
 
 def test_make_divisible_is_torchvisions():
     for v in [*range(1, 400), *(c * w for c in (16, 24, 32, 64, 96, 160, 320) for w in (0.1, 0.35, 0.5, 0.75, 1.3, 1.4))]:
-        assert catalogue.make_divisible(v, 8) == _make_divisible(v, 8), v
+        assert shapes.make_divisible(v, 8) == _make_divisible(v, 8), v
 
 
-@pytest.mark.parametrize("depth", sorted(catalogue.IMAGENET_RESNETS))
+@pytest.mark.parametrize("depth", sorted(shapes.IMAGENET_RESNETS))
 def test_imagenet_resnet_geometry_is_torchvisions(depth):
-    expansion, layers, _ = catalogue.IMAGENET_RESNETS[depth]
+    expansion, layers, _ = shapes.IMAGENET_RESNETS[depth]
     with torch.device("meta"):
         model = getattr(torchvision.models, f"resnet{depth}")()
     stages = [model.layer1, model.layer2, model.layer3, model.layer4]
     assert tuple(len(stage) for stage in stages) == layers
     assert [stage[-1].conv1.in_channels for stage in stages[1:]] + [model.fc.in_features] == \
-        catalogue.stage_channels(f"resnet-{depth}")[1:] + [512 * expansion]
+        shapes.stage_channels(f"resnet-{depth}")[1:] + [512 * expansion]
     assert type(stages[0][0]).expansion == expansion
 
 
@@ -57,12 +57,12 @@ def test_mobilenet_v2_settings_are_torchvisions():
         model = torchvision.models.mobilenet_v2()
     outs = [block.out_channels for block in model.features if isinstance(block, InvertedResidual)]
     settings = [(c, outs.count(c)) for c in dict.fromkeys(outs)]
-    assert tuple(settings) == catalogue.MOBILENET_V2_SETTINGS
+    assert tuple(settings) == shapes.MOBILENET_V2_SETTINGS
 
 
 def test_unknown_backbone_and_attention_are_value_errors_listing_the_names():
     with pytest.raises(ValueError, match="resnet-<6n\\+2>"):
-        catalogue.stage_channels("resnet-9")
+        shapes.stage_channels("resnet-9")
     with pytest.raises(ValueError, match="expected one of: none, se, "):
         catalogue.accepted_arguments("sse")
 

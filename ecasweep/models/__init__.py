@@ -1,7 +1,8 @@
-"""Models: the channel-attention variants, the backbones they are placed in, and the catalogue.
+"""Models: the channel-attention variants, the backbones they are placed in, and their catalogue.
 
-- ``catalogue``: the torch-free facts (variant names, their arguments and defaults, Eq. 12's adaptive
-  kernel size, each backbone's stage channels), read by ``spec`` and by ``list``/``show``;
+- ``catalogue``: the torch-free facts of the variants (names, their arguments and defaults, Eq. 12's
+  adaptive kernel size), read by ``spec`` and by ``list``/``show``;
+- ``shapes``: the torch-free geometry of the backbones (each stage's channels, the official k's);
 - ``attention``: every variant of the paper's Table 2 behind one registry (``create_attention``);
 - ``timm_attention``: thin adapters to timm's attention modules (Table 3's other methods);
 - ``backbones``: CIFAR and ImageNet ResNets and MobileNetV2 from torchvision with attention injected;

@@ -47,8 +47,9 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet, conv3x3
 
 from ecasweep.models import user
 from ecasweep.models.attention import KERNEL_VARIANTS, create_attention, is_attention
-from ecasweep.models.catalogue import (  # noqa: F401  (re-exported)
-    BUILTIN_BACKBONES, CIFAR_WIDTH, IMAGENET_RESNETS, MOBILENET_V2_SETTINGS, OFFICIAL, backbone_names, backbone_shape,
+from ecasweep.models.catalogue import OFFICIAL  # noqa: F401  (re-exported)
+from ecasweep.models.shapes import (  # noqa: F401  (re-exported)
+    BUILTIN_BACKBONES, CIFAR_WIDTH, IMAGENET_RESNETS, MOBILENET_V2_SETTINGS, backbone_names, backbone_shape,
     cifar_depth, cifar_width, is_builtin_backbone, mobilenet_width, stage_channels,
 )
 from ecasweep.errors import ConfigError
@@ -220,7 +221,7 @@ def _stage_kwargs(backbone: Backbone, attention: str, kwargs: dict[str, Any]) ->
 
 # ImageNet ResNets -------------------------------------------------------------------------------
 
-_IMAGENET_BLOCK = {1: BasicBlock, 4: Bottleneck}  # by the block's expansion (catalogue.IMAGENET_RESNETS)
+_IMAGENET_BLOCK = {1: BasicBlock, 4: Bottleneck}  # by the block's expansion (shapes.IMAGENET_RESNETS)
 _ATTENTION_BLOCK = {BasicBlock: AttentionBasicBlock, Bottleneck: AttentionBottleneck}
 
 

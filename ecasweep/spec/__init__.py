@@ -56,7 +56,7 @@ with ``gamma = [1, 2]`` gives three arms). Arguments left at the variant's defau
 except the defining ones (``r`` of se, ``k`` of the ECA family and ``gamma``/``beta`` of an adaptive
 k), which are filled in. An arm's id is then canonical and stable: ``none``, ``se(r=16)``,
 ``se-gc(groups=16)``, ``eca(k=3)``, ``eca(k=adaptive,gamma=2,beta=1)`` (arguments in the order
-above). Every arm is built for every stage of every backbone (``catalogue.stage_channels``), so an
+above). Every arm is built for every stage of every backbone (``models.shapes.stage_channels``), so an
 ``r`` that does not divide some stage's channel count is an error before anything trains.
 
 A search study (``layout = "search"``) has no arms but a ``[search]`` table sampled by Optuna; its

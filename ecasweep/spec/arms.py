@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from ..models import user
 from ..models.catalogue import ADAPTIVE, KERNEL_VARIANTS, VARIANTS, accepted_arguments, check_timm_installed
-from ..models.catalogue import BUILTIN_BACKBONES, is_builtin_backbone, stage_channels
+from ..models.shapes import BUILTIN_BACKBONES, is_builtin_backbone, stage_channels
 from .schema import ADAPTIVE_ONLY, ARM_ARGS, FLOAT_ARGS, MAX_ARMS, _Invalid, _canonical_json, _suggest
 
 #: what "attention" may be, for messages

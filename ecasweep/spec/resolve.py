@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..models.catalogue import stage_channels
+from ..models.shapes import stage_channels
 from ..engine.config import DataConfig, TrainConfig
 from ..errors import ConfigError, SpecError
 from .arms import Arm, _arm_from_table, _arms_from_grid, _check_on_stages, _is_user_backbone, _make_arm, _user_backbone

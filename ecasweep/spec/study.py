@@ -8,7 +8,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..models.catalogue import KERNEL_VARIANTS, resolve_kernel_size, stage_channels
+from ..models.catalogue import KERNEL_VARIANTS, resolve_kernel_size
+from ..models.shapes import stage_channels
 from ..engine.config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrialConfig
 from ..errors import ConfigError, SpecError
 from .arms import Arm, _check_on_stages, _make_arm
@@ -274,7 +275,7 @@ class StudySpec:
 
         >>> old = load_study("table2").to_dict()
         >>> load_study("table2", overrides=["train.epochs=5"]).diff(old)
-        ['train.epochs: 3 -> 5']
+        ['train.epochs: 2 -> 5']
         """
         other = StudySpec.from_dict(other_dict).results_key()
         mine = self.results_key()
