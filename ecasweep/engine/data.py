@@ -24,7 +24,7 @@ validation hold-out and the training subset come from ``seed`` alone. Nothing he
 global torch RNG.
 
 Example:
-    >>> from ecasweep.config import DataConfig
+    >>> from ecasweep.engine.config import DataConfig
     >>> data = load_dataset(DataConfig("synthetic", synthetic_size=256), seed=0)
     >>> x, y = next(data.train_batches(epoch=0, batch_size=64))
     >>> tuple(x.shape), x.dtype, y.dtype

@@ -7,7 +7,7 @@ augmentation, the data order depends on (seed, epoch) only, and a trial restarte
 identity resumes from its last checkpoint and ends with the same metrics as an uninterrupted run.
 
 Example:
-    >>> from ecasweep.config import TrialConfig, ModelConfig, DataConfig, TrainConfig
+    >>> from ecasweep.engine.config import TrialConfig, ModelConfig, DataConfig, TrainConfig
     >>> cfg = TrialConfig(ModelConfig("resnet-8", "eca", {"k": 3}), DataConfig("synthetic"),
     ...                   TrainConfig(epochs=1), seed=0)
     >>> result = run_trial(cfg)                       # doctest: +SKIP

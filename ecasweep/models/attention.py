@@ -9,7 +9,7 @@ a gate ``sigmoid(f(y))`` of shape (N, C), then ``x * gate``. The variants differ
 
 Example:
     >>> import torch
-    >>> from ecasweep.attention import create_attention
+    >>> from ecasweep.models.attention import create_attention
     >>> eca = create_attention("eca", 64, k=3)
     >>> eca(torch.randn(2, 64, 8, 8)).shape
     torch.Size([2, 64, 8, 8])

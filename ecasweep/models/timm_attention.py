@@ -20,7 +20,7 @@ residual addition) and holds timm's module as ``.module``; its forward is timm's
 
 Example:
     >>> import torch
-    >>> from ecasweep.attention import create_attention
+    >>> from ecasweep.models.attention import create_attention
     >>> cbam = create_attention("cbam", 64, r=16)              # doctest: +SKIP
     >>> cbam(torch.randn(2, 64, 8, 8)).shape                   # doctest: +SKIP
     torch.Size([2, 64, 8, 8])

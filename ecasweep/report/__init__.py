@@ -8,8 +8,8 @@ seed; ``plot`` draws the study with matplotlib. A report never trains and never 
 
 Example:
     >>> import optuna
-    >>> from ecasweep.results import read_records
-    >>> from ecasweep.spec_attrs import read_spec
+    >>> from ecasweep.store.results import read_records
+    >>> from ecasweep.store.stored_spec import read_spec
     >>> study = optuna.load_study(study_name="table2", storage="sqlite:///ecasweep.db")  # doctest: +SKIP
     >>> table = build_table(read_spec(study.user_attrs), read_records(study))  # doctest: +SKIP
     >>> print(render(table, "markdown"))  # doctest: +SKIP

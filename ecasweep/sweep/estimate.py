@@ -33,7 +33,7 @@ def parallelism(slots) -> int:
     """How many of ``slots`` make progress at once: every accelerator worker, and CPU workers up to
     the number of cores (more CPU workers than cores share them and finish no sooner).
 
-    >>> from ecasweep.sweep import Slot
+    >>> from ecasweep.sweep.slots import Slot
     >>> parallelism([Slot("cpu", 1)] * 64) <= cpu_count()
     True
     """
