@@ -85,11 +85,11 @@ def table(
 
 def _family(text: str | None, study: str) -> list[str]:
     """The studies of the family ``--family`` names, in its order, with ``study`` first unless named."""
+    from ..sweep.reproduce import parse_studies
+
     if text is None:
         return [study]
-    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    if not names:
-        raise EcasweepError("--family: expected study names separated by commas, e.g. kernel-size,table2")
+    names = parse_studies(text, "--family")
     return names if study in names else [study, *names]
 
 

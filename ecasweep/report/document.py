@@ -1,10 +1,10 @@
 """A report to share: the studies' tables and claims with the evidence, in one folder.
 
 ``build_report`` gathers, for each study, the same table and Claims table that ``ecasweep table
---format json`` and ``ecasweep table --claims --family STUDIES --format json`` print (the very objects,
-so their numbers agree by construction; the claims of all the report's studies are one family, so that
-the chance of any wrong verdict in the whole report stays below alpha), the commands that rerun the study and each of its cells, and the
-machine it ran on: CPU or GPU model, cores, library versions, ecasweep's version and commit, the
+--format json`` and ``ecasweep table --claims --family STUDIES --format json`` print (the very
+objects, so their numbers agree by construction; the claims of all the report's studies are one
+family, so the chance of any wrong verdict in the whole report stays below alpha), the commands
+that rerun the study and each of its cells, and the machine it ran on: CPU or GPU model, cores, library versions, ecasweep's version and commit, the
 dataset and a checksum of its files, the profile and every override. ``write_report`` writes it as
 ``report.json``, ``report.md`` and ``report.html`` (self-contained: styles inline and figures embedded
 as PNG, so it opens offline), each file replaced whole (written beside, then renamed), so a report
@@ -78,8 +78,8 @@ def build_report(studies: Sequence[StudyResults], storage_hint: str | None = Non
 def _errors(tables: Sequence[Any]) -> dict[str, Any]:
     """What the report's verdicts guarantee together: one family over all its studies' claims, or
     (studies stored under different designs) one family per study at shares of alpha adding up to it."""
-    alpha = sum(t.alpha for t in tables) if len({t.design for t in tables}) > 1 else tables[0].alpha
-    one = len({t.design for t in tables}) == 1
+    one = len({t.design for t in tables}) == 1  # as build_family decides it
+    alpha = tables[0].alpha if one else sum(t.alpha for t in tables)
     hypotheses = tables[0].family if one else sum(t.family for t in tables)
     how = (f"one family of {hypotheses} distinct hypotheses under design {tables[0].design}, α recycled across the "
            "studies" if one else "one family per study (their designs differ), each at a share of α in proportion "

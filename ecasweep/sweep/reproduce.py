@@ -61,13 +61,14 @@ class Candidate:
         return self.progress / max(self.seconds, 1.0)
 
 
-def parse_studies(text: str | None) -> list[str]:
-    """``--studies a,b`` -> ``["a", "b"]`` (the paper's four when None), each named once."""
+def parse_studies(text: str | None, option: str = "--studies") -> list[str]:
+    """``--studies a,b`` -> ``["a", "b"]`` (the paper's four when None), each named once; ``option``
+    names the option in the error."""
     if text is None:
         return list(PAPER_STUDIES)
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
-        raise EcasweepError(f"--studies: expected study names separated by commas, e.g. {','.join(PAPER_STUDIES)}")
+        raise EcasweepError(f"{option}: expected study names separated by commas, e.g. {','.join(PAPER_STUDIES)}")
     return list(dict.fromkeys(names))
 
 
