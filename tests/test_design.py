@@ -340,3 +340,35 @@ def test_a_family_of_studies_is_decided_as_one_holm_family_and_mixed_designs_spl
     assert [t.alpha for t in mixed] == pytest.approx([ALPHA * 2 / 3, ALPHA / 3])
     assert [t.design for t in mixed] == [claims.DEFAULT.name, claims.LEGACY.name]
     assert mixed[0].to_dict()["rows"] == build_claims(spec, records, alpha=ALPHA * 2 / 3).to_dict()["rows"]
+
+
+def test_the_real_run_comparison_decides_one_set_of_seeds_under_both_designs():
+    """``benchmarks/design_on_real_run.py`` gives each design's verdicts on the same records, and the
+    minute of a verdict is when the last cell of its look completed (an alias's cells are its arm's)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "design_on_real_run.py"
+    module_spec = importlib.util.spec_from_file_location("design_on_real_run", path)
+    script = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(script)
+    base = 85 + np.random.default_rng(21).normal(0, 1.0, 16)
+    values = {"none": list(base), "se(r=16)": list(base + 0.3 * _zigzag(0.7, 16)),
+              "eca(k=3)": list(base + _zigzag(8.0, 16))}
+    declared = [{"kind": "superiority", "a": "eca(k=adaptive)", "b": "none", "margin": 0.0, "words": "w",
+                 "evidence": ""},
+                {"kind": "superiority", "a": "se(r=16)", "b": "none", "margin": 0.0, "words": "", "evidence": ""}]
+    spec = {"name": "claims", "layout": "table2", "seeds": 16, "backbones": ["resnet-8"], "arms": ARMS_SPEC,
+            "claims": declared, "aliases": {"resnet-8": {"eca(k=adaptive)": "eca(k=3)"}},
+            "design": "holm", "spending": claims.DEFAULT.spending}
+    records = _records(values, spec)
+    done = {("resnet-8", arm, seed): float(seed + (arm == "none")) for arm in values for seed in range(16)}
+    for design in (claims.DEFAULT.name, claims.LEGACY.name):
+        procedure, _, spending_ = design.partition("-")
+        table = build_claims({**spec, "design": procedure, "spending": spending_}, records)
+        rows = script.decided(spec, records, design, done)
+        assert list(rows) == [("resnet-8", "eca(k=3)", "none", "superiority"),
+                              ("resnet-8", "se(r=16)", "none", "superiority")]
+        assert [(r["verdict"], r["seeds"]) for r in rows.values()] == [(r.verdict, r.decided_at) for r in table.rows]
+        first = next(iter(rows.values()))
+        assert first["seeds"] is not None and first["minutes"] == first["seeds"]  # seed n-1 of "none", at minute n
