@@ -24,7 +24,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ecasweep.report.verdicts import build_claims
+from ecasweep.report.verdicts import build_claims, row_hypotheses
 from ecasweep.stats import sequential as decide
 from ecasweep.sweep import runner
 
@@ -49,11 +49,10 @@ def decided(spec: dict, records: list, design: str, done: dict) -> dict[tuple, d
     procedure, _, spending = design.partition("-")
     table = build_claims({**spec, "design": procedure, "spending": spending}, records)
     out: dict[tuple, dict] = {}
-    for r in table.rows:
+    for r, hypothesis in zip(table.rows, row_hypotheses(spec)):  # an alias is its arm: one hypothesis
         if r.verdict == "same model":
             continue
-        alias = (spec.get("aliases") or {}).get(r.backbone, {})  # an alias is its arm: one hypothesis
-        key = (r.backbone, alias.get(r.a, r.a), alias.get(r.b, r.b), r.kind)
+        key = hypothesis[:4]
         minutes = None
         if r.decided_at is not None:
             backbone, a, b = key[:3]
@@ -72,6 +71,11 @@ def main() -> None:
     parser.add_argument("--other", default=decide.LEGACY.name, help="the design to compare with")
     parser.add_argument("--json", default=None, help="write the rows here as well")
     args = parser.parse_args()
+    procedure, _, spending = args.other.partition("-")
+    try:
+        decide.Design(procedure, spending)
+    except ValueError as e:
+        parser.error(f"--other: a design name such as {decide.LEGACY.name} or {decide.DEFAULT.name}: {e}")
     loaded, spec, records = runner.results(args.study, args.storage)
     done = _minutes(loaded)
     stored = decide.design_of(spec).name

@@ -133,11 +133,18 @@ def hypotheses(spec: Mapping[str, Any]) -> list[tuple[str, str, str, str, float]
     (22, ('resnet-8', 'eca(k=3)', 'se(r=16)', 'superiority', 0.0))
     """
     out: list[tuple[str, str, str, str, float]] = []
-    for claim, backbone in _pairs(spec):
-        h = _hypothesis(spec, claim, backbone)
+    for h in row_hypotheses(spec):
         if h[1] != h[2] and h not in out:
             out.append(h)
     return out
+
+
+def row_hypotheses(spec: Mapping[str, Any]) -> list[tuple[str, str, str, str, float]]:
+    """What each row of the study's Claims table tests, in row order (one row per claim per
+    backbone): ``(backbone, a, b, kind, margin)`` with aliases resolved to their arm, so that rows
+    testing one hypothesis give one tuple.
+    """
+    return [_hypothesis(spec, claim, backbone) for claim, backbone in _pairs(spec)]
 
 
 def _pairs(spec: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], str]]:
@@ -191,7 +198,7 @@ def _decide(studies: Sequence[tuple[Mapping[str, Any], Sequence[TrialRecord]]], 
     parts = []  # per study: its groups, rows' (claim, backbone, hypothesis), distinct hypotheses, diffs
     for spec, records in studies:
         groups = _group(spec, records)
-        pairs = [(claim, backbone, _hypothesis(spec, claim, backbone)) for claim, backbone in _pairs(spec)]
+        pairs = [(claim, backbone, h) for (claim, backbone), h in zip(_pairs(spec), row_hypotheses(spec))]
         # A row whose two arms are one model has nothing to test; rows that test the same hypothesis
         # (an alias in place of its arm) have the same data and verdict, and are one member of the family.
         family = hypotheses(spec)
