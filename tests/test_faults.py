@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -130,6 +131,37 @@ def test_kill_9_at_random_moments_loses_nothing_and_changes_nothing(tmp_path):
         assert not list(ckpt.rglob("*.pt")) and not list(ckpt.rglob("*.tmp"))  # cleared once stored
     print(f"\nkill -9 loop: {kills} kills ({dict(how)}) over {rounds} round(s) of 8 cells; {interrupted} trials "
           f"interrupted and resumed; {time.monotonic() - started:.0f} s; metrics equal to the uninterrupted run")
+
+
+HALF_WRITTEN = """
+import os, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA cache_size=1")  # spill pages into the file before the commit, as a long write does
+conn.execute("CREATE TABLE filler (x BLOB)")
+conn.execute("BEGIN")
+for _ in range(200):
+    conn.execute("INSERT INTO filler VALUES (randomblob(4000))")
+os._exit(0)  # dies mid-transaction, as under kill -9: its rollback journal stays behind, hot
+"""
+
+
+def test_a_writer_killed_mid_transaction_leaves_a_database_the_next_run_and_readers_open(tmp_path):
+    """A process killed inside a SQLite write transaction leaves a hot journal. The next open (a run
+    resuming, or ``status``) rolls it back and goes on, rather than refusing the file as unusable
+    (a read-only check cannot roll a journal back); what was committed before is all there."""
+    from ecasweep.store.storage import open_storage
+
+    db = tmp_path / "killed.db"
+    url = f"sqlite:///{db}"
+    optuna.create_study(study_name="kept", storage=open_storage(url, create=True))
+    subprocess.run([sys.executable, "-c", HALF_WRITTEN, str(db)], check=True, timeout=60)
+    assert (tmp_path / "killed.db-journal").exists()
+    open_storage(url, create=False)  # a reader first: status or table during the outage
+    assert not (tmp_path / "killed.db-journal").exists()
+    storage = open_storage(url, create=True)
+    assert optuna.get_all_study_names(storage=storage) == ["kept"]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM filler").fetchone() == (0,)  # the half write is undone
 
 
 @pytest.mark.slow

@@ -342,8 +342,11 @@ def _check_sqlite(url: str, create: bool) -> None:
         if not create:  # being created by a run that just started: nothing to read yet
             raise NoStudyError(f"no study in {path} yet (an empty database)")
         return
+    # Read-write where the file allows it (never creating it): a writer killed mid-transaction leaves a
+    # hot journal, which SQLite rolls back on the next read, and a read-only connection cannot.
+    mode = "rw" if os.access(path, os.W_OK) else "ro"
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        with sqlite3.connect(f"file:{path}?mode={mode}", uri=True) as conn:
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.DatabaseError as exc:
         raise StorageError(f"{path} is not a usable SQLite database ({exc})") from None
