@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from ecasweep.store import liveness
-from ecasweep.sweep import worker as sweep
+from ecasweep.sweep import signals, worker as sweep
 from ecasweep.sweep.cells import claim, ensure_cells
 from ecasweep.sweep.study import open_study, stored_spec
 from ecasweep.cli.app import app
@@ -344,6 +344,74 @@ def test_a_signal_arriving_inside_a_finaliser_still_stops_the_program_quietly(na
                           capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout) == (code, ""), proc.stderr
     assert "Traceback" not in proc.stderr and "ignored" not in proc.stderr, proc.stderr
+
+
+# The parent's storage read is where the signal lands, and the database driver, cleaning up the query
+# it cut short, raises an error of its own in the interruption's place (what psycopg and Optuna did in
+# CI: "can't change 'autocommit' now", reported as a StorageInternalError).
+REPLACED_SCRIPT = """
+import signal, sys
+import optuna
+from optuna.trial import TrialState
+from ecasweep.sweep import runner
+
+real_refresh = runner.StudyProgress.refresh
+
+def refresh(self, force=False):
+    real_refresh(self, force)
+    if not force and len(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))) == 2:
+        try:
+            signal.raise_signal(signal.SIG{name})
+        finally:
+            raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.")
+
+runner.StudyProgress.refresh = refresh
+sys.argv = ["ecasweep", *sys.argv[1:]]
+from ecasweep.__main__ import main
+main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "code"), [("TERM", 143), ("INT", 130)])
+def test_a_stop_that_a_library_turns_into_its_own_error_still_stops_every_worker_and_says_it_once(tmp_path, name,
+                                                                                                    code):
+    study_file = write_study(tmp_path, seeds=1, size=1024, epochs=2, ks="[3]")  # 3 cells
+    storage = f"sqlite:///{tmp_path / 'replaced.db'}"
+    proc = subprocess.Popen([sys.executable, "-c", REPLACED_SCRIPT.replace("{name}", name), "run", str(study_file),
+                             "--storage", storage, "--devices", "cpu,cpu"], env=_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == code, err  # before: the library's error, exit 2, workers left to train on
+    assert "Traceback" not in err and err.count("interrupted:") == 1, err
+    study = optuna.load_study(study_name="faults", storage=storage)
+    assert not study.get_trials(states=(TrialState.RUNNING,))  # every worker stopped and said so
+    reasons = [t.user_attrs.get("fail_reason") for t in study.trials if t.state == TrialState.FAIL]
+    assert reasons and set(reasons) == {"interrupted"}, reasons
+
+
+def test_an_error_a_stop_caused_inside_a_trial_marks_it_interrupted_not_failed(tmp_path, monkeypatch):
+    """A worker's epoch write cut short by the signal: the driver's error is the stop, not a failed
+    cell the worker would record and then go on from, deaf to further signals."""
+    def stopped_mid_write(config, on_epoch=None):
+        monkeypatch.setattr(signals, "_stopping", signal.SIGTERM)  # the handler ran; its exception was replaced
+        raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.")
+
+    monkeypatch.setattr(sweep, "run_trial", stopped_mid_write)
+    study_file = write_study(tmp_path, seeds=1, size=128, epochs=1, ks="[3]")
+    storage = f"sqlite:///{tmp_path / 'x.db'}"
+    result = CliRunner().invoke(app, ["run", str(study_file), "--storage", storage, "--workers", "1",
+                                      "--no-table"])
+    assert result.exit_code == 143, result.output
+    assert result.output.count("interrupted:") == 1, result.output
+    trials = optuna.load_study(study_name="faults", storage=storage).trials
+    assert [(t.state, t.user_attrs.get("fail_reason")) for t in trials if t.state != TrialState.WAITING] == \
+        [(TrialState.FAIL, "interrupted")]  # the first cell, and no other was started
 
 
 @pytest.mark.slow

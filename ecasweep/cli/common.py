@@ -6,10 +6,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NoReturn
 
 import typer
 from rich.console import Console
@@ -83,19 +84,29 @@ def _user_errors(quiet_interrupt: bool = False, interrupted: str | None = None) 
         raise typer.Exit(EXIT_USAGE) from None
     except Exception as exc:
         from ..store.storage import storage_failure
+        from ..sweep.signals import stopping
 
+        if stopping() is not None:  # an error a stop caused (``signals``): the stop, said as one
+            _interrupted(quiet_interrupt, interrupted, stopping() == signal.SIGTERM)
         failure = storage_failure(exc)
         if failure is None:
             raise
         err.print(f"[bold red]error:[/] {escape(failure)}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
     except KeyboardInterrupt as exc:
-        from ..sweep.signals import exit_code
+        from ..sweep.signals import Terminated
 
-        if not quiet_interrupt:  # ``interrupted``: the line of a command without trials in a storage
-            err.print(interrupted or "[yellow]interrupted[/]: running trials were marked 'interrupted'; "
-                      "run the same command to resume")
-        raise typer.Exit(exit_code(exc)) from None
+        _interrupted(quiet_interrupt, interrupted, isinstance(exc, Terminated))
+
+
+def _interrupted(quiet: bool, line: str | None, terminated: bool) -> NoReturn:
+    """The stop's line (``line``: that of a command without trials in a storage) and exit code."""
+    from ..sweep.signals import EXIT_INTERRUPTED, EXIT_TERMINATED
+
+    if not quiet:
+        err.print(line or "[yellow]interrupted[/]: running trials were marked 'interrupted'; "
+                  "run the same command to resume")
+    raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
 
 
 def _quiet_libraries() -> None:

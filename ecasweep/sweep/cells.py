@@ -20,6 +20,7 @@ from ..store import liveness
 from ..store.locking import study_lock
 from ..store.params import cell_trial
 from ..store.results import DUPLICATE_OF, FAIL_REASON, TrialRecord, latest_by_cell, read_records
+from . import signals
 
 INTERRUPTED = "interrupted"
 
@@ -100,16 +101,18 @@ def claim(study: optuna.Study) -> optuna.trial.Trial | None:
             continue
         trial = optuna.trial.Trial(study, frozen._trial_id)
         try:
-            if faults.armed("claimed"):
-                faults.kill()
-            cell = frozen.user_attrs.get("cell")
-            rivals = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE))
-                      if t.user_attrs.get("cell") == cell and t.number != frozen.number
-                      and DUPLICATE_OF not in t.user_attrs]
-            if rivals:
-                storage.set_trial_user_attr(frozen._trial_id, DUPLICATE_OF, min(rivals))
-                storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
-                continue
+            with signals.stops_as_interruptions():
+                if faults.armed("claimed"):
+                    faults.kill()
+                cell = frozen.user_attrs.get("cell")
+                rivals = [t.number for t in study.get_trials(deepcopy=False,
+                                                             states=(TrialState.RUNNING, TrialState.COMPLETE))
+                          if t.user_attrs.get("cell") == cell and t.number != frozen.number
+                          and DUPLICATE_OF not in t.user_attrs]
+                if rivals:
+                    storage.set_trial_user_attr(frozen._trial_id, DUPLICATE_OF, min(rivals))
+                    storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+                    continue
         except KeyboardInterrupt:  # a stop right after the claim: resumable at once, not stale later
             _finish_failed(study, trial, INTERRUPTED)
             raise

@@ -16,6 +16,13 @@ propagate and is "ignored" with a traceback on stderr. ``install`` therefore als
 ignored interruption back: the signal is raised again once the callback has returned, to be handled
 where it can stop the program.
 
+A library may also catch the interruption and raise an error of its own in its place: a database
+driver whose query the signal cut short fails again while it cleans up (psycopg's "can't change
+'autocommit' now"), and Optuna reports that as a ``StorageInternalError``. Once a stop has begun,
+such an error is the stop: ``raise_if_stopping`` and ``stops_as_interruptions`` turn it back into the
+stop's ``KeyboardInterrupt``, so that the trial is marked interrupted, the workers are stopped and the
+exit code is 130 or 143, not a traceback and exit 1.
+
 A worker that ``run`` started stops like this too when ``run`` itself is gone without telling it
 (killed with SIGKILL, or a library caller's process ended): ``watch_parent`` raises SIGTERM in the
 worker once its parent process has changed, so that no orphaned worker trains on unseen.
@@ -29,11 +36,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
 import time
+from typing import Iterator
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM
@@ -103,6 +112,23 @@ def watch_parent(interval: float = 1.0) -> bool:
 def stopping() -> int | None:
     """The signal that began the stop, if one has."""
     return _stopping
+
+
+def raise_if_stopping(exc: BaseException) -> None:
+    """Raise the stop's interruption, caused by ``exc``, if a stop has begun (module docstring);
+    else return."""
+    if _stopping is not None and not isinstance(exc, KeyboardInterrupt):
+        raise (Terminated() if _stopping == signal.SIGTERM else KeyboardInterrupt()) from exc
+
+
+@contextlib.contextmanager
+def stops_as_interruptions() -> Iterator[None]:
+    """An error raised inside once a stop has begun leaves as the stop's interruption."""
+    try:
+        yield
+    except Exception as exc:
+        raise_if_stopping(exc)
+        raise
 
 
 def exit_code(exc: BaseException) -> int:

@@ -87,10 +87,11 @@ def run_workers(study: optuna.Study, url: str, slots: list[Slot], checkpoint_dir
     env = {**worker_env(url), signals.PARENT_ENV: str(os.getpid())}  # a worker stops if this process dies
     procs = [subprocess.Popen(worker_command(study.study_name, slot, checkpoint_dir), env=env) for slot in slots]
     try:
-        while any(p.poll() is None for p in procs):
-            if on_poll:
-                on_poll()
-            time.sleep(POLL_SECONDS)
+        with signals.stops_as_interruptions():  # an error a stop caused in on_poll's storage read
+            while any(p.poll() is None for p in procs):
+                if on_poll:
+                    on_poll()
+                time.sleep(POLL_SECONDS)
     except KeyboardInterrupt as exc:
         sig = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
         for p in procs:

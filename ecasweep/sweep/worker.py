@@ -57,7 +57,7 @@ from ..store import liveness
 from ..store.results import DUPLICATE_OF, cell_attrs
 from ..store.storage import heartbeat_interval
 from .cells import INTERRUPTED, _finish_failed, cell_statuses, claim, ensure_cells
-from . import reuse
+from . import reuse, signals
 from .identity import worker_attrs
 from .slots import POLL_SECONDS
 
@@ -154,7 +154,8 @@ def run_claimed(study: optuna.Study, trial: optuna.trial.Trial, config, objectiv
     """
     emit = on_event or (lambda *_: None)
     try:
-        return _run_and_record(study, trial, config, objective, prune, emit, finished)
+        with signals.stops_as_interruptions():  # storing the result is a storage write a stop can cut short
+            return _run_and_record(study, trial, config, objective, prune, emit, finished)
     except KeyboardInterrupt:  # at any step, storing the result included: the next run resumes it
         _finish_failed(study, trial, INTERRUPTED)
         emit("end", {"number": trial.number, "state": "FAIL", "reason": INTERRUPTED})
@@ -197,6 +198,7 @@ def _run_and_record(study: optuna.Study, trial: optuna.trial.Trial, config, obje
             emit("end", {"number": trial.number, "state": "PRUNED"})
             return "PRUNED"
         except Exception as exc:  # recorded with the trial; the sweep goes on with other cells
+            signals.raise_if_stopping(exc)  # unless a stop caused it (an epoch's storage write cut short)
             reason = f"{type(exc).__name__}: {exc}"
             log.warning("trial %d failed: %s", trial.number, reason)
             _finish_failed(study, trial, reason)
@@ -241,9 +243,10 @@ def work(study: optuna.Study, spec: StudySpec, runtime: RuntimeConfig, wait: boo
             return counts
         report.reset()
         try:
-            cell = by_key.get(trial.user_attrs.get("cell"))
-            if cell is None:  # a cell of a larger plan (more seeds) enqueued by another run
-                cell = _cell_from_attrs(spec, trial.user_attrs)
+            with signals.stops_as_interruptions():
+                cell = by_key.get(trial.user_attrs.get("cell"))
+                if cell is None:  # a cell of a larger plan (more seeds) enqueued by another run
+                    cell = _cell_from_attrs(spec, trial.user_attrs)
             state = run_claimed(study, trial, spec.trial_config(cell, runtime), on_event=on_event, finished=finished)
         except KeyboardInterrupt:  # a claimed trial is never left RUNNING by a stop
             _finish_failed(study, trial, INTERRUPTED)
