@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import signal
 import sys
 import warnings
 from pathlib import Path
@@ -84,29 +83,28 @@ def _user_errors(quiet_interrupt: bool = False, interrupted: str | None = None) 
         raise typer.Exit(EXIT_USAGE) from None
     except Exception as exc:
         from ..store.storage import storage_failure
-        from ..sweep.signals import stopping
+        from ..sweep.signals import interruption
 
-        if stopping() is not None:  # an error a stop caused (``signals``): the stop, said as one
-            _interrupted(quiet_interrupt, interrupted, stopping() == signal.SIGTERM)
+        stop = interruption()
+        if stop is not None:  # an error a stop caused (``signals``): the stop, said as one
+            _interrupted(quiet_interrupt, interrupted, stop)
         failure = storage_failure(exc)
         if failure is None:
             raise
         err.print(f"[bold red]error:[/] {escape(failure)}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
     except KeyboardInterrupt as exc:
-        from ..sweep.signals import Terminated
-
-        _interrupted(quiet_interrupt, interrupted, isinstance(exc, Terminated))
+        _interrupted(quiet_interrupt, interrupted, exc)
 
 
-def _interrupted(quiet: bool, line: str | None, terminated: bool) -> NoReturn:
+def _interrupted(quiet: bool, line: str | None, stop: KeyboardInterrupt) -> NoReturn:
     """The stop's line (``line``: that of a command without trials in a storage) and exit code."""
-    from ..sweep.signals import EXIT_INTERRUPTED, EXIT_TERMINATED
+    from ..sweep.signals import exit_code
 
     if not quiet:
         err.print(line or "[yellow]interrupted[/]: running trials were marked 'interrupted'; "
                   "run the same command to resume")
-    raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
+    raise typer.Exit(exit_code(stop)) from None
 
 
 def _quiet_libraries() -> None:

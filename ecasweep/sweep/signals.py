@@ -114,11 +114,19 @@ def stopping() -> int | None:
     return _stopping
 
 
+def interruption() -> KeyboardInterrupt | None:
+    """The stop's interruption (``Terminated`` for SIGTERM), if a stop has begun."""
+    if _stopping is None:
+        return None
+    return Terminated() if _stopping == signal.SIGTERM else KeyboardInterrupt()
+
+
 def raise_if_stopping(exc: BaseException) -> None:
     """Raise the stop's interruption, caused by ``exc``, if a stop has begun (module docstring);
     else return."""
-    if _stopping is not None and not isinstance(exc, KeyboardInterrupt):
-        raise (Terminated() if _stopping == signal.SIGTERM else KeyboardInterrupt()) from exc
+    stop = interruption()
+    if stop is not None and not isinstance(exc, KeyboardInterrupt):
+        raise stop from exc
 
 
 @contextlib.contextmanager
